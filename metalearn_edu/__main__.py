@@ -1,0 +1,36 @@
+"""Command line: ``python -m metalearn_edu <command> ...`` (also installed as ``metalearn-edu``).
+
+Each command lives in its own module, which provides ``add_arguments(parser)`` and
+``run(args) -> int``; this file only dispatches, so importing it stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "doctor": ("metalearn_edu.doctor", "check Python, torch, devices, widgets and data"),
+    "build-students": (
+        "metalearn_edu.exercises",
+        "build the student notebooks (stubs) from the solution notebooks",
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m metalearn_edu", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="command", required=True)
+    modules = {}
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        modules[name] = module
+        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    args = parser.parse_args(argv)
+    return int(modules[args.command].run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
