@@ -14,14 +14,16 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("metalearn_edu.doctor", "check Python, torch, devices, widgets and data"),
     "build-students": (
-        "metalearn_edu.exercises",
+        "metalearn_edu.course",
         "build the student notebooks (stubs) from the solution notebooks",
     ),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m metalearn_edu", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m metalearn_edu", description=__doc__.splitlines()[0]
+    )
     sub = parser.add_subparsers(dest="command", metavar="command", required=True)
     modules = {}
     for name, (module_name, help_text) in COMMANDS.items():

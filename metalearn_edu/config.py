@@ -28,7 +28,9 @@ def fast_mode() -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ValueError(f"{FAST_ENV}={value!r} is not understood: set it to 1 (fast) or 0 (full size).")
+    raise ValueError(
+        f"{FAST_ENV}={value!r} is not understood: set it to 1 (fast) or 0 (full size)."
+    )
 
 
 def size(default: int, fast: int) -> int:
@@ -70,6 +72,6 @@ def seed_everything(seed: int) -> torch.Generator:
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (seeds legacy global-state code too)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)

@@ -34,12 +34,14 @@ class Episode:
         for f in fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, Tensor):
-                raise TypeError(f"Episode.{f.name} must be a torch.Tensor, got {type(value).__name__}.")
+                raise TypeError(
+                    f"Episode.{f.name} must be a torch.Tensor, got {type(value).__name__}."
+                )
             if value.dim() < 2 or value.shape[0] != t:
                 raise ValueError(
-                    f"Episode.{f.name} has shape {tuple(value.shape)}: every field needs the tasks in "
-                    f"dimension 0 and the examples in dimension 1, with the same number of tasks "
-                    f"({t}) in all four."
+                    f"Episode.{f.name} has shape {tuple(value.shape)}: every field needs the "
+                    "tasks in dimension 0 and the examples in dimension 1, with the same number "
+                    f"of tasks ({t}) in all four."
                 )
         if self.support_x.shape[1] != self.support_y.shape[1]:
             raise ValueError(
@@ -63,7 +65,9 @@ class Episode:
         sl = slice(i, i + 1) if i != -1 else slice(-1, None)
         return Episode(*(getattr(self, f.name)[sl] for f in fields(self)))
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Episode:
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> Episode:
         """Move to ``device``; cast floating-point fields (never integer labels) to ``dtype``."""
 
         def move(x: Tensor) -> Tensor:

@@ -1,0 +1,117 @@
+"""The environment doctor: what this machine offers the course, and what to fix.
+
+Run it from a notebook (``doctor.print_report()``) or a shell (``python -m metalearn_edu doctor``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from metalearn_edu import config
+
+ARCHIVES = ("images_background.zip", "images_evaluation.zip")
+
+
+@dataclass(frozen=True)
+class Finding:
+    item: str
+    value: str
+    ok: bool
+    advice: str = ""
+
+
+def _version(module: str) -> str | None:
+    try:
+        return getattr(importlib.import_module(module), "__version__", "installed")
+    except ImportError:
+        return None
+
+
+def omniglot_folder() -> Path | None:
+    """The first folder holding both Omniglot archives: ``$METALEARN_EDU_OMNIGLOT``, the data
+    folder's ``omniglot/``, or ``../shared/data/omniglot`` beside the repository."""
+    candidates = []
+    if os.environ.get(config.OMNIGLOT_ENV):
+        candidates.append(Path(os.environ[config.OMNIGLOT_ENV]).expanduser())
+    candidates.append(config.data_dir() / "omniglot")
+    if (root := config.project_root()) is not None:
+        candidates.append(root.parent / "shared" / "data" / "omniglot")
+    for folder in candidates:
+        if all((folder / name).is_file() for name in ARCHIVES):
+            return folder
+    return None
+
+
+def report() -> list[Finding]:
+    """Check Python, PyTorch and its devices, the notebook packages, fast mode and the data."""
+    import torch
+
+    findings = [
+        Finding(
+            "Python",
+            platform.python_version(),
+            sys.version_info >= (3, 10),
+            "the course needs Python 3.10 or newer",
+        ),
+        Finding(
+            "PyTorch",
+            torch.__version__,
+            tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 4),
+            "torch.func needs torch 2.4 or newer: pip install -U 'torch>=2.4'",
+        ),
+    ]
+    if torch.cuda.is_available():
+        device = f"cuda ({torch.cuda.get_device_name(0)})"
+    elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        device = "mps (Apple GPU)"
+    else:
+        device = f"cpu ({torch.get_num_threads()} threads)"
+    findings.append(Finding("Device", device, True))
+    for module, why in [
+        ("numpy", "arrays"),
+        ("matplotlib", "figures"),
+        ("ipywidgets", "interactive figures (every widget also has a static figure)"),
+        ("tqdm", "progress bars"),
+    ]:
+        version = _version(module)
+        findings.append(
+            Finding(module, version or "missing", version is not None, f"needed for {why}")
+        )
+    findings.append(Finding("Fast mode", "on" if config.fast_mode() else "off (full size)", True))
+    findings.append(Finding("Data folder", str(config.data_dir()), True))
+    folder = omniglot_folder()
+    findings.append(
+        Finding(
+            "Omniglot archives",
+            str(folder) if folder else "not found",
+            folder is not None,
+            "needed from notebook 05 on: it is downloaded when the internet is reachable; offline, "
+            f"put {' and '.join(ARCHIVES)} in a folder and set {config.OMNIGLOT_ENV} to it",
+        )
+    )
+    return findings
+
+
+def print_report(findings: list[Finding] | None = None) -> bool:
+    """Print the report; return True when every finding is fine."""
+    findings = report() if findings is None else findings
+    width = max(len(f.item) for f in findings)
+    for f in findings:
+        line = f"{'ok ' if f.ok else 'FIX'} {f.item:<{width}}  {f.value}"
+        print(line + ("" if f.ok or not f.advice else f"\n    -> {f.advice}"))
+    return all(f.ok for f in findings)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    del parser  # no options
+
+
+def run(args: argparse.Namespace) -> int:
+    del args
+    return 0 if print_report() else 1
