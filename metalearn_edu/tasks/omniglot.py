@@ -1,0 +1,154 @@
+"""N-way K-shot Omniglot tasks (Vinyals et al. 2016; MAML, Finn et al. 2017, §5.2).
+
+A task picks ``ways`` (N) characters of one split, relabels them 0..N-1 in random order, and takes
+``shots`` (K) drawings of each for the support set and ``queries`` (Q) other drawings for the query
+set. Episodes are drawn on the fly from the uint8 cache (:mod:`metalearn_edu.data.omniglot`) with a
+``torch.Generator``, all tasks of a meta-batch at once, so a seed gives the same episodes on any
+machine.
+
+Images are float32 ``[T, N*K, 1, 28, 28]`` (support) and ``[T, N*Q, 1, 28, 28]`` (query), ink 1 and
+background 0 as in the MAML code (``1 - png / 255``), grouped by class: the support labels of every
+task are ``[0]*K + [1]*K + ... + [N-1]*K``.
+
+Rotations by multiples of 90 degrees (``rotations=``):
+
+- ``"augment"`` (MAML code): each class of each task is turned by a random multiple of 90 degrees,
+  the same for all its drawings in that task; the classes are the characters.
+- ``"classes"`` (Vinyals et al., ProtoNets, Reptile): each (character, rotation) pair is a class of
+  its own, so a split has four times as many classes; all four rotations of a character stay in
+  the same split.
+- ``"none"``: upright characters only.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from metalearn_edu.data.omniglot import DRAWINGS, Omniglot, load_omniglot
+from metalearn_edu.data.splits import CONVENTIONS, SPLITS, split_characters
+from metalearn_edu.tasks.episode import Episode
+
+ROTATIONS = ("augment", "classes", "none")
+
+
+def _positive(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+class OmniglotTasks:
+    """The ``TaskDistribution`` of N-way K-shot Omniglot tasks over one split of the characters.
+
+    ``data`` may be given (e.g. one :class:`Omniglot` shared by the train/val/test samplers);
+    otherwise it is loaded with ``load_omniglot(root, cache_dir=...)``.
+    """
+
+    def __init__(
+        self,
+        split: str = "train",
+        ways: int = 5,
+        shots: int = 1,
+        queries: int = 15,
+        rotations: str = "augment",
+        convention: str = "maml",
+        root: str | os.PathLike | None = None,
+        *,
+        data: Omniglot | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        resize: str = "lanczos",
+        device: torch.device | str | None = None,
+    ) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
+        if rotations not in ROTATIONS:
+            raise ValueError(f"rotations must be one of {ROTATIONS}, got {rotations!r}.")
+        if convention not in CONVENTIONS:
+            raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}.")
+        for name, value in (("ways", ways), ("shots", shots), ("queries", queries)):
+            _positive(name, value)
+        if data is None:
+            data = load_omniglot(root, cache_dir=cache_dir, resize=resize)
+        drawings = data.images.shape[1]
+        if shots + queries > drawings:
+            raise ValueError(
+                f"shots + queries = {shots} + {queries} = {shots + queries} is more than the "
+                f"{drawings} drawings of each Omniglot character."
+            )
+        self.split, self.convention, self.rotations = split, convention, rotations
+        self.ways, self.shots, self.queries = ways, shots, queries
+        self.device = device
+        self.character_ids = split_characters(
+            data.characters, data.background.tolist(), convention
+        )[split]
+        self.character_names = [data.characters[i] for i in self.character_ids]
+        self.images = data.images[self.character_ids].contiguous()  # uint8 [C, 20, 28, 28]
+        self.num_classes = len(self.character_ids) * (4 if rotations == "classes" else 1)
+        if ways > self.num_classes:
+            raise ValueError(
+                f"ways={ways} is larger than the {self.num_classes} classes of split {split!r} "
+                f"(convention {convention!r}, rotations {rotations!r})."
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"OmniglotTasks(split={self.split!r}, ways={self.ways}, shots={self.shots}, "
+            f"queries={self.queries}, rotations={self.rotations!r}, "
+            f"convention={self.convention!r}, classes={self.num_classes})"
+        )
+
+    def class_name(self, c: int) -> str:
+        """``"<Alphabet>/characterNN"`` of class ``c`` (plus ``"/rot090"`` etc. if rotated)."""
+        if self.rotations == "classes":
+            return f"{self.character_names[c // 4]}/rot{90 * (c % 4):03d}"
+        return self.character_names[c]
+
+    def sample(self, meta_batch_size: int, generator: torch.Generator | None = None) -> Episode:
+        """A batch of ``meta_batch_size`` tasks as an :class:`Episode`."""
+        _positive("meta_batch_size", meta_batch_size)
+        T, N, K, Q = meta_batch_size, self.ways, self.shots, self.queries
+        g = generator
+        # N distinct classes per task, K + Q distinct drawings per class (stable sorts keep the
+        # result identical on every machine even when two random keys tie).
+        classes = torch.rand(T, self.num_classes, generator=g).argsort(dim=1, stable=True)[:, :N]
+        draws = torch.rand(T, N, DRAWINGS, generator=g).argsort(dim=2, stable=True)[..., : K + Q]
+        if self.rotations == "classes":
+            chars, turns = classes // 4, classes % 4
+        elif self.rotations == "augment":
+            chars, turns = classes, torch.randint(0, 4, (T, N), generator=g)
+        else:
+            chars, turns = classes, None
+        x = self.images[chars[:, :, None], draws]  # uint8 [T, N, K+Q, 28, 28]
+        if turns is not None:
+            for k in (1, 2, 3):
+                where = turns == k
+                if where.any():
+                    x[where] = torch.rot90(x[where], k, dims=(-2, -1))
+        x = x.to(torch.float32).div_(255.0).unsqueeze(3)  # [T, N, K+Q, 1, 28, 28]
+        size = x.shape[-3:]
+        labels = torch.arange(N)
+        episode = Episode(
+            support_x=x[:, :, :K].reshape(T, N * K, *size),
+            support_y=labels.repeat_interleave(K).expand(T, -1).contiguous(),
+            query_x=x[:, :, K:].reshape(T, N * Q, *size),
+            query_y=labels.repeat_interleave(Q).expand(T, -1).contiguous(),
+        )
+        return episode.to(self.device) if self.device is not None else episode
+
+
+def omniglot_splits(
+    ways: int = 5,
+    shots: int = 1,
+    queries: int = 15,
+    rotations: str = "augment",
+    convention: str = "maml",
+    root: str | os.PathLike | None = None,
+    **kwargs,
+) -> dict[str, OmniglotTasks]:
+    """The train, val and test samplers of one convention, sharing one loaded cache."""
+    data = kwargs.pop("data", None) or load_omniglot(root, cache_dir=kwargs.pop("cache_dir", None))
+    return {
+        s: OmniglotTasks(s, ways, shots, queries, rotations, convention, data=data, **kwargs)
+        for s in SPLITS
+    }
