@@ -31,6 +31,7 @@ import os
 import re
 import tempfile
 import time
+import urllib.error
 import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -211,7 +212,7 @@ def locate_archives(
                     retries=retries,
                     backoff=backoff,
                 )
-            except TransferError as e:
+            except (TransferError, urllib.error.HTTPError) as e:
                 raise FileNotFoundError(
                     f"could not download {name} ({e}).\n"
                     + missing_archives_message(folder, base_url)
