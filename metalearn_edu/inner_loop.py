@@ -1,0 +1,89 @@
+"""The inner loop: a few steps of gradient descent on a task's support loss (MAML eq. 1),
+
+    θ'_{k+1} = θ'_k − α ∘ ∇_θ L_support(θ'_k),      θ'_0 = θ,   k = 0 .. K−1,
+
+written once and used by every algorithm in the library:
+
+- ``second order`` (MAML): the gradients stay in the autograd graph, so a meta-gradient taken
+  through θ'_K includes the Hessian terms;
+- ``first_order=True`` (first-order MAML, Reptile): each gradient is treated as a constant;
+- ``inner_lr`` is a number α, or a ``dict`` of per-parameter tensors (Meta-SGD's α ∘ ∇);
+- ``adapt_names`` restricts adaptation to some parameters (ANIL adapts the head only); the others
+  are passed through unchanged.
+
+Gradients come from ``torch.autograd.grad`` (``gradient="autograd"``) or from ``torch.func.grad``
+(``gradient="func"``), the latter needed inside ``torch.func`` transforms such as ``vmap``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+Params = dict[str, Tensor]
+InnerLR = float | dict[str, Tensor]
+
+
+def check_inner_settings(inner_lr: InnerLR, inner_steps: int) -> None:
+    """Raise a ``ValueError`` for a step count below 1 or a step size that is not positive."""
+    if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 1:
+        raise ValueError(f"inner_steps must be a positive integer, got {inner_steps!r}.")
+    if not isinstance(inner_lr, dict):
+        if not isinstance(inner_lr, (int, float)) or not math.isfinite(inner_lr) or inner_lr <= 0:
+            raise ValueError(f"inner_lr must be a positive finite number, got {inner_lr!r}.")
+
+
+def sgd_step(params: Params, grads: Params, inner_lr: InnerLR) -> Params:
+    """One step θ − α ∘ g on the parameters named in ``grads``; the others pass through."""
+    updated = dict(params)
+    for name, g in grads.items():
+        lr = inner_lr[name] if isinstance(inner_lr, dict) else inner_lr
+        updated[name] = params[name] - lr * g
+    return updated
+
+
+def adapt(
+    support_loss: Callable[[Params], Tensor],
+    params: Params,
+    *,
+    inner_lr: InnerLR,
+    inner_steps: int,
+    first_order: bool = False,
+    adapt_names: Sequence[str] | None = None,
+    gradient: str = "autograd",
+) -> Params:
+    """Run ``inner_steps`` SGD steps on ``support_loss(params)`` and return the adapted parameters.
+
+    With ``gradient="autograd"`` the parameters to adapt must require grad (or depend on tensors
+    that do); second order keeps the graph (``create_graph=True``), first order detaches.
+    """
+    check_inner_settings(inner_lr, inner_steps)
+    names = list(params) if adapt_names is None else list(adapt_names)
+    unknown = [n for n in names if n not in params]
+    if unknown:
+        raise ValueError(
+            f"cannot adapt unknown parameters {unknown}; the model has {list(params)}."
+        )
+    if gradient not in ("autograd", "func"):
+        raise ValueError(f"gradient must be 'autograd' or 'func', got {gradient!r}.")
+
+    for _ in range(inner_steps):
+        if gradient == "autograd":
+            loss = support_loss(params)
+            values = torch.autograd.grad(
+                loss, [params[n] for n in names], create_graph=not first_order
+            )
+            grads = dict(zip(names, values, strict=True))
+        else:
+
+            def loss_of_adapted(adapted: Params, params: Params = params) -> Tensor:
+                return support_loss({**params, **adapted})
+
+            grads = torch.func.grad(loss_of_adapted)({n: params[n] for n in names})
+        if first_order:
+            grads = {n: g.detach() for n, g in grads.items()}
+        params = sgd_step(params, grads, inner_lr)
+    return params

@@ -1,0 +1,127 @@
+"""The four-block convolutional network of MAML (after Vinyals et al.), written functionally.
+
+Each block is 3x3 convolution with ``hidden`` filters -> batch norm -> ReLU, then downsampling:
+
+- ``downsample="stride"`` (the MAML code for Omniglot): the convolution has stride 2 with
+  TensorFlow's 'SAME' padding (28 -> 14 -> 7 -> 4 -> 2), and the last feature map is averaged over
+  space to a ``hidden``-dimensional vector;
+- ``downsample="maxpool"`` (the paper's text, MiniImagenet): stride-1 convolution padded by 1, then
+  2x2 max-pooling (28 -> 14 -> 7 -> 3 -> 1), flattened.
+
+A linear head maps the features to ``ways`` logits. Convolutions and the head use Xavier-uniform
+weights and zero biases, as the MAML code does (``xavier_initializer_conv2d``); batch-norm scales
+start at 1 and shifts at 0 (the code learns only the shift; here both are parameters).
+
+Batch norm uses the statistics of the data it is given (transductive, as MAML). With
+``transductive=False`` and the support set passed as ``context``, statistics come from the support
+set alone, so each query example is classified independently of the others.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from metalearn_edu.models.base import Params
+from metalearn_edu.models.batchnorm import batch_norm
+
+
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow 'SAME' padding for one spatial dimension: (before, after), extra goes after."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+@dataclass(frozen=True)
+class Conv4:
+    """4 x [conv 3x3 -> batch norm -> ReLU (-> max-pool)] -> linear head to ``ways`` logits."""
+
+    ways: int = 5
+    in_channels: int = 1
+    image_size: int = 28
+    hidden: int = 64
+    downsample: str = "stride"
+    transductive: bool = True
+
+    def __post_init__(self) -> None:
+        if self.downsample not in ("stride", "maxpool"):
+            raise ValueError(f"downsample must be 'stride' or 'maxpool', got {self.downsample!r}.")
+        if min(self.ways, self.in_channels, self.image_size, self.hidden) < 1:
+            raise ValueError(
+                "Conv4 sizes (ways, in_channels, image_size, hidden) must be positive."
+            )
+        if self.downsample == "maxpool" and self.image_size < 16:
+            raise ValueError(
+                f"four 2x2 max-pools need images of at least 16 pixels, got {self.image_size}."
+            )
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.in_channels, self.image_size, self.image_size)
+
+    @property
+    def output_dim(self) -> int:
+        return self.ways
+
+    @property
+    def head_names(self) -> tuple[str, ...]:
+        return ("head.weight", "head.bias")
+
+    def _feature_dim(self) -> int:
+        if self.downsample == "stride":
+            return self.hidden
+        side = self.image_size
+        for _ in range(4):
+            side //= 2
+        return self.hidden * side * side
+
+    def init(self, generator: torch.Generator | None = None) -> Params:
+        params: Params = {}
+        channels = self.in_channels
+        for i in range(4):
+            fan_in, fan_out = channels * 9, self.hidden * 9
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            params[f"block{i}.conv.weight"] = torch.empty(self.hidden, channels, 3, 3).uniform_(
+                -bound, bound, generator=generator
+            )
+            params[f"block{i}.conv.bias"] = torch.zeros(self.hidden)
+            params[f"block{i}.norm.weight"] = torch.ones(self.hidden)
+            params[f"block{i}.norm.bias"] = torch.zeros(self.hidden)
+            channels = self.hidden
+        features = self._feature_dim()
+        bound = math.sqrt(6.0 / (features + self.ways))
+        params["head.weight"] = torch.empty(self.ways, features).uniform_(
+            -bound, bound, generator=generator
+        )
+        params["head.bias"] = torch.zeros(self.ways)
+        return params
+
+    def forward(self, params: Params, x: Tensor, context: Tensor | None = None) -> Tensor:
+        # Non-transductive: run the support set alongside; statistics come from its rows only.
+        n_context = 0
+        if not self.transductive and context is not None:
+            n_context = context.shape[0]
+            x = torch.cat([context, x])
+        for i in range(4):
+            w, b = params[f"block{i}.conv.weight"], params[f"block{i}.conv.bias"]
+            if self.downsample == "stride":
+                top, bottom = _same_padding(x.shape[-2], 3, 2)
+                left, right = _same_padding(x.shape[-1], 3, 2)
+                x = F.conv2d(F.pad(x, (left, right, top, bottom)), w, b, stride=2)
+            else:
+                x = F.conv2d(x, w, b, padding=1)
+            stats_from = x[:n_context] if n_context else None
+            x = batch_norm(
+                x, params[f"block{i}.norm.weight"], params[f"block{i}.norm.bias"], stats_from
+            )
+            x = torch.relu(x)
+            if self.downsample == "maxpool":
+                x = F.max_pool2d(x, 2)
+        features = x.mean(dim=(-2, -1)) if self.downsample == "stride" else x.flatten(1)
+        logits = F.linear(features, params["head.weight"], params["head.bias"])
+        return logits[n_context:]
