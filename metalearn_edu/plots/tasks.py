@@ -31,7 +31,7 @@ def _image_grid(fig: Figure, spec, images: Tensor, labels: Tensor, title: str, w
             ax.set_xticks([])
             ax.set_yticks([])
             if j < len(imgs):
-                ax.imshow(imgs[j].squeeze(0).cpu(), cmap="gray_r", vmin=0, vmax=1)
+                ax.imshow(imgs[j].squeeze(0).cpu().numpy(), cmap="gray_r", vmin=0, vmax=1)
             else:
                 ax.set_axis_off()
             if j == 0:
@@ -64,8 +64,20 @@ def draw_episode(episode: Episode, task: int = 0, max_queries: int = 5) -> Figur
     if sx.dim() == 2 and sx.shape[-1] == 1:
         fig = Figure(figsize=(5, 3.2))
         ax = fig.add_subplot()
-        ax.scatter(qx[:, 0].cpu(), qy[:, 0].cpu(), s=12, c="tab:gray", label=f"query ({len(qx)})")
-        ax.scatter(sx[:, 0].cpu(), sy[:, 0].cpu(), s=30, c="tab:red", label=f"support ({len(sx)})")
+        ax.scatter(
+            qx[:, 0].cpu().numpy(),
+            qy[:, 0].cpu().numpy(),
+            s=12,
+            c="tab:gray",
+            label=f"query ({len(qx)})",
+        )
+        ax.scatter(
+            sx[:, 0].cpu().numpy(),
+            sy[:, 0].cpu().numpy(),
+            s=30,
+            c="tab:red",
+            label=f"support ({len(sx)})",
+        )
         ax.set_xlabel("x")
         ax.set_ylabel("y")
         ax.set_title(f"task {task}")
@@ -104,9 +116,14 @@ def draw_sinusoid_family(
     colors = [f"C{i % 10}" for i in range(len(amplitude))]
     for i, color in enumerate(colors):
         label = f"A={amplitude[i]:.2f}, φ={phase[i]:.2f}"
-        ax.plot(x[i], y[i], color=color, lw=1.5, label=label)
+        ax.plot(x[i].numpy(), y[i].numpy(), color=color, lw=1.5, label=label)
         if show_support:
-            ax.scatter(episode.support_x[i, :, 0], episode.support_y[i, :, 0], color=color, s=14)
+            ax.scatter(
+                episode.support_x[i, :, 0].numpy(),
+                episode.support_y[i, :, 0].numpy(),
+                color=color,
+                s=14,
+            )
     ax.set_xlabel("x")
     ax.set_ylabel("y = A sin(x − φ)")
     ax.set_title(f"{len(amplitude)} sinusoid tasks (K = {tasks.support_size} points shown)")
@@ -146,7 +163,7 @@ def draw_omniglot_alphabets(
             ax.set_xticks([])
             ax.set_yticks([])
             if j < len(ids):
-                ax.imshow(data.images[ids[j], drawing], cmap="gray_r", vmin=0, vmax=255)
+                ax.imshow(data.images[ids[j], drawing].numpy(), cmap="gray_r", vmin=0, vmax=255)
             else:
                 ax.set_axis_off()
             if j == 0:
