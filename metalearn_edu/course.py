@@ -112,8 +112,6 @@ def _replace_regions(
             out.append(line)
     if inside:
         raise NotebookFormatError(f"{where}: '{begin}' is never closed by '{end}'.")
-    if out and stub is None:  # a removed region at the end leaves no dangling newline
-        out[-1] = out[-1].rstrip("\n")
     return out
 
 
@@ -140,7 +138,9 @@ def make_student(nb: NotebookNode, name: str = "notebook") -> NotebookNode:
         lines = cell.source.splitlines(keepends=True)
         if any(line.strip().startswith(BEGIN_HIDDEN) for line in lines):
             lines = _replace_regions(lines, BEGIN_HIDDEN, END_HIDDEN, None, where)
-        has_solution = any(line.strip().startswith(BEGIN_SOLUTION) for line in lines)
+        has_solution = any(
+            line.strip().startswith((BEGIN_SOLUTION, END_SOLUTION)) for line in lines
+        )
         if has_solution != is_solution_cell(cell):
             raise NotebookFormatError(
                 f"{where}: a cell with '{BEGIN_SOLUTION}' needs nbgrader metadata "
@@ -150,7 +150,9 @@ def make_student(nb: NotebookNode, name: str = "notebook") -> NotebookNode:
             solutions += 1
             stub = _code_stub(cell.source, where) if cell.cell_type == "code" else MARKDOWN_STUB
             lines = _replace_regions(lines, BEGIN_SOLUTION, END_SOLUTION, stub, where)
-        cell.source = "".join(lines)
+        source = "".join(lines)
+        # a region that ended the cell must not leave a newline the source did not have
+        cell.source = source if cell.source.endswith("\n") else source.rstrip("\n")
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None

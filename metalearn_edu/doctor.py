@@ -48,6 +48,14 @@ def omniglot_folder() -> Path | None:
     return None
 
 
+def _shown(path: Path) -> str:
+    """A path as the reader should see it: relative to the working folder (portable output)."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return str(path)
+
+
 def report() -> list[Finding]:
     """Check Python, PyTorch and its devices, the notebook packages, fast mode and the data."""
     import torch
@@ -84,12 +92,12 @@ def report() -> list[Finding]:
             Finding(module, version or "missing", version is not None, f"needed for {why}")
         )
     findings.append(Finding("Fast mode", "on" if config.fast_mode() else "off (full size)", True))
-    findings.append(Finding("Data folder", str(config.data_dir()), True))
+    findings.append(Finding("Data folder", _shown(config.data_dir()), True))
     folder = omniglot_folder()
     findings.append(
         Finding(
             "Omniglot archives",
-            str(folder) if folder else "not found",
+            _shown(folder) if folder else "not found",
             folder is not None,
             "needed from notebook 05 on: it is downloaded when the internet is reachable; offline, "
             f"put {' and '.join(ARCHIVES)} in a folder and set {config.OMNIGLOT_ENV} to it",
