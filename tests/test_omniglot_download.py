@@ -298,6 +298,9 @@ def test_env_var_folder_is_used(tmp_path, archives, checksums, monkeypatch):
     monkeypatch.setenv(OMNIGLOT_ENV, str(folder))
     found = locate_archives(checksums=checksums)
     assert found == {name: folder / name for name in ARCHIVES}
+    monkeypatch.setenv(OMNIGLOT_ENV, str(tmp_path))  # a folder without the zips
+    with pytest.raises(ValueError, match=f"{OMNIGLOT_ENV}=.* has the wrong layout"):
+        locate_archives(checksums=checksums)
 
 
 def test_wrong_checksum_with_the_default_values(tmp_path, archives):

@@ -177,13 +177,14 @@ def locate_archives(
     downloaded from ``base_url``. A file with the wrong size or sha256 raises ``ValueError``;
     archives that cannot be found or fetched raise ``FileNotFoundError`` saying what to download.
     """
+    source = "root"
     if root is None and os.environ.get(OMNIGLOT_ENV):
-        root = os.environ[OMNIGLOT_ENV]
+        root, source = os.environ[OMNIGLOT_ENV], OMNIGLOT_ENV
     offline = root is not None
     folder = Path(root).expanduser() if offline else data_dir() / "omniglot"
     if offline and not folder.is_dir():
         raise FileNotFoundError(
-            f"Omniglot folder {folder} does not exist.\n"
+            f"Omniglot folder {source}={str(folder)!r} does not exist.\n"
             + missing_archives_message(folder, base_url)
         )
     found: dict[str, Path] = {}
@@ -194,7 +195,7 @@ def locate_archives(
         elif offline:
             present = sorted(p.name for p in folder.iterdir())[:10]
             raise ValueError(
-                f"root={str(folder)!r} has the wrong layout: it must hold {ARCHIVES[0]} and "
+                f"{source}={str(folder)!r} has the wrong layout: it must hold {ARCHIVES[0]} and "
                 f"{ARCHIVES[1]} (the zips themselves, not extracted), but {name} is missing "
                 f"(found: {present}).\n" + missing_archives_message(folder, base_url)
             )
