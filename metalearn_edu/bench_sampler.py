@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -166,6 +167,10 @@ def main(argv: list[str] | None = None) -> dict:
         sampler = OmniglotTasks("train", ways, shots, queries, data=data)
         g = torch.Generator().manual_seed(0)
         sample_s = _timeit(lambda s=sampler, b=batch, g=g: s.sample(b, g), args.episodes)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # small ops suffer most from busy or oversubscribed cores
+        sample_1thread_s = _timeit(lambda s=sampler, b=batch, g=g: s.sample(b, g), args.episodes)
+        torch.set_num_threads(threads)
         episode = sampler.sample(batch, g)
         step = make_step(ways, inner_steps, inner_lr)
         step_s = _timeit(lambda st=step, e=episode: st(e), args.steps)
@@ -179,15 +184,19 @@ def main(argv: list[str] | None = None) -> dict:
             "inner_lr": inner_lr,
             "sample_ms": round(1e3 * sample_s, 2),
             "episodes_per_s": round(1 / sample_s, 1),
+            "sample_ms_1_thread": round(1e3 * sample_1thread_s, 2),
             "training_step_ms": round(1e3 * step_s, 1),
             "sampler_share_of_step": round(sample_s / step_s, 4),
         }
         result["settings"].append(row)
         print(
             f"{name}, meta-batch {batch}: sampler {row['sample_ms']} ms/episode "
-            f"({row['episodes_per_s']} episodes/s); training step {row['training_step_ms']} ms; "
+            f"({row['episodes_per_s']} episodes/s; {row['sample_ms_1_thread']} ms on 1 thread); "
+            f"training step {row['training_step_ms']} ms; "
             f"sampler = {100 * row['sampler_share_of_step']:.2f}% of a step"
         )
+    if hasattr(os, "getloadavg"):
+        result["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     print(f"cache: build {result.get('cache_build_s')} s, load {result['cache_load_s']} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

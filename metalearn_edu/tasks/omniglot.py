@@ -26,7 +26,7 @@ import os
 
 import torch
 
-from metalearn_edu.data.omniglot import DRAWINGS, Omniglot, load_omniglot
+from metalearn_edu.data.omniglot import Omniglot, load_omniglot
 from metalearn_edu.data.splits import CONVENTIONS, SPLITS, split_characters
 from metalearn_edu.tasks.episode import Episode
 
@@ -84,6 +84,12 @@ class OmniglotTasks:
         )[split]
         self.character_names = [data.characters[i] for i in self.character_ids]
         self.images = data.images[self.character_ids].contiguous()  # uint8 [C, 20, 28, 28]
+        # the quarter turns, computed once, so that sampling is a single gather:
+        # uint8 [C * R * 20, 28, 28] with R = 4 rotations (R = 1 when rotations="none")
+        self._turns = 1 if rotations == "none" else 4
+        rotated = [torch.rot90(self.images, k, dims=(-2, -1)) for k in range(self._turns)]
+        self._rotated = torch.stack(rotated, dim=1).reshape(-1, *self.images.shape[-2:])
+        self._drawings = drawings
         self.num_classes = len(self.character_ids) * (4 if rotations == "classes" else 1)
         if ways > self.num_classes:
             raise ValueError(
@@ -109,22 +115,23 @@ class OmniglotTasks:
         _positive("meta_batch_size", meta_batch_size)
         T, N, K, Q = meta_batch_size, self.ways, self.shots, self.queries
         g = generator
-        # N distinct classes per task, K + Q distinct drawings per class (stable sorts keep the
-        # result identical on every machine even when two random keys tie).
-        classes = torch.rand(T, self.num_classes, generator=g).argsort(dim=1, stable=True)[:, :N]
-        draws = torch.rand(T, N, DRAWINGS, generator=g).argsort(dim=2, stable=True)[..., : K + Q]
+        # N distinct classes per task: the N largest of C random keys (float64 keys, so ties,
+        # which could be broken differently on another machine, practically never happen).
+        keys = torch.rand(T, self.num_classes, generator=g, dtype=torch.float64)
+        classes = keys.topk(N, dim=1).indices  # [T, N]
+        # K + Q distinct drawings per class
+        keys = torch.rand(T, N, self._drawings, generator=g, dtype=torch.float64)
+        draws = keys.argsort(dim=2)[..., : K + Q]  # [T, N, K+Q]
         if self.rotations == "classes":
             chars, turns = classes // 4, classes % 4
         elif self.rotations == "augment":
             chars, turns = classes, torch.randint(0, 4, (T, N), generator=g)
         else:
-            chars, turns = classes, None
-        x = self.images[chars[:, :, None], draws]  # uint8 [T, N, K+Q, 28, 28]
-        if turns is not None:
-            for k in (1, 2, 3):
-                where = turns == k
-                if where.any():
-                    x[where] = torch.rot90(x[where], k, dims=(-2, -1))
+            chars, turns = classes, torch.zeros_like(classes)
+        # one gather from the rotated images, indexed as [C, R, 20] flattened
+        flat = ((chars * self._turns + turns) * self._drawings)[:, :, None] + draws
+        x = self._rotated.index_select(0, flat.flatten())
+        x = x.view(T, N, K + Q, *self._rotated.shape[1:])
         x = x.to(torch.float32).div_(255.0).unsqueeze(3)  # [T, N, K+Q, 1, 28, 28]
         size = x.shape[-3:]
         labels = torch.arange(N)
