@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _maml_helpers import classification_episode, float64, max_abs_diff, regression_episode
+from _maml_helpers import (
+    classification_episode,
+    float64,
+    max_abs_diff,
+    one_thread,
+    regression_episode,
+)
 
 from metalearn_edu.algorithms import ALGORITHMS, ANIL, MAML, MetaSGD, Reptile
 from metalearn_edu.losses import task_loss
 from metalearn_edu.models import MLP, Conv4, sinusoid_mlp
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    with one_thread():
+        yield
+
 
 EXECUTIONS = ["loop", "functional", "vmap"]
 

@@ -11,12 +11,20 @@ from _maml_helpers import (
     float64,
     max_abs_diff,
     meta_loss,
+    one_thread,
     regression_episode,
 )
 
 from metalearn_edu.algorithms import FOMAML, MAML
 from metalearn_edu.models import MLP, Conv4
 from metalearn_edu.models import conv4 as conv4_module
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    with one_thread():
+        yield
+
 
 EXECUTIONS = ["loop", "functional", "vmap"]
 

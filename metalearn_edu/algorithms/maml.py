@@ -212,14 +212,12 @@ def maml_vmap(
 def query_metrics(algorithm: MAML, meta_params: Params, episode: Episode) -> Metrics:
     """Mean query loss and accuracy of the *unadapted* model (the "pre-adaptation" curve)."""
     params, _ = algorithm.split(meta_params)
-    losses, accuracies = [], []
-    for i in range(episode.num_tasks):
-        prediction = algorithm.model.forward(
-            params, episode.query_x[i], context=episode.support_x[i]
-        )
-        losses.append(algorithm.loss_fn(prediction, episode.query_y[i]))
-        accuracies.append(accuracy(prediction, episode.query_y[i]))
-    return {
-        "pre_loss": torch.stack(losses).mean().item(),
-        "pre_accuracy": torch.stack(accuracies).mean().item(),
-    }
+
+    def task_metrics(qx: Tensor, qy: Tensor, sx: Tensor) -> tuple[Tensor, Tensor]:
+        prediction = algorithm.model.forward(params, qx, context=sx)
+        return algorithm.loss_fn(prediction, qy), accuracy(prediction, qy)
+
+    losses, accuracies = torch.func.vmap(task_metrics)(
+        episode.query_x, episode.query_y, episode.support_x
+    )
+    return {"pre_loss": losses.mean().item(), "pre_accuracy": accuracies.mean().item()}

@@ -1,0 +1,211 @@
+"""The meta-training loop (MAML Algorithm 2, and the same loop for every algorithm here):
+
+    for each iteration:
+        sample a batch of tasks T_i ~ p(T)                      (meta_batch_size of them)
+        g = algorithm.meta_gradient(θ, tasks)                   (inner loops inside)
+        θ ← OuterOptimizer(θ, g)                                (Adam, lr meta_lr, as MAML)
+
+It records, per iteration, the query loss and accuracy before and after adaptation (the two
+curves whose gap is what meta-learning buys), validates every ``validate_every`` iterations on
+fixed held-out tasks, saves checkpoints, and stops with an error naming the iteration and the
+loss if a loss becomes NaN or infinite.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from metalearn_edu.algorithms.maml import MAML
+from metalearn_edu.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from metalearn_edu.evaluation import evaluate
+from metalearn_edu.inner_loop import Params
+from metalearn_edu.tasks.episode import TaskDistribution
+
+TRAIN_COLUMNS = ("iteration", "pre_loss", "post_loss", "pre_accuracy", "post_accuracy")
+VALIDATION_COLUMNS = ("iteration", "loss", "loss_ci95", "accuracy", "accuracy_ci95")
+_LOSS_NAMES = {"pre_loss": "pre-adaptation query loss", "post_loss": "post-adaptation query loss"}
+
+
+@dataclass
+class TrainState:
+    """Everything a run needs to continue: its checkpoint is this, as plain data."""
+
+    meta_params: Params
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    iteration: int = 0
+    history: dict[str, dict[str, list[float]]] = field(
+        default_factory=lambda: {
+            "train": {c: [] for c in TRAIN_COLUMNS},
+            "validation": {c: [] for c in VALIDATION_COLUMNS},
+        }
+    )
+
+    def to_checkpoint(self, config: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "config": config,
+            "iteration": self.iteration,
+            "meta_params": {n: p.detach().cpu() for n, p in self.meta_params.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": self.history,
+        }
+
+
+def make_optimizer(meta_params: Params, name: str, meta_lr: float) -> torch.optim.Optimizer:
+    """The outer optimiser: ``"adam"`` (MAML) or ``"sgd"`` (Reptile's θ ← θ + ε(φ − θ))."""
+    if not (meta_lr > 0 and math.isfinite(meta_lr)):
+        raise ValueError(f"meta_lr must be a positive finite number, got {meta_lr!r}.")
+    if name == "adam":
+        return torch.optim.Adam(meta_params.values(), lr=meta_lr)
+    if name == "sgd":
+        return torch.optim.SGD(meta_params.values(), lr=meta_lr)
+    raise ValueError(f"outer_optimizer must be 'adam' or 'sgd', got {name!r}.")
+
+
+def init_state(
+    algorithm: MAML,
+    *,
+    seed: int = 0,
+    meta_lr: float = 1e-3,
+    outer_optimizer: str = "adam",
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> TrainState:
+    """Fresh meta-parameters (from ``seed``), optimiser and task generator (from ``seed + 1``)."""
+    params = algorithm.init_meta_params(torch.Generator().manual_seed(seed))
+    params = {n: p.to(device, dtype).requires_grad_() for n, p in params.items()}
+    optimizer = make_optimizer(params, outer_optimizer, meta_lr)
+    return TrainState(params, optimizer, torch.Generator().manual_seed(seed + 1))
+
+
+def resume_state(state: TrainState, path: str | os.PathLike) -> dict[str, Any]:
+    """Load the checkpoint at ``path`` into ``state`` (same algorithm and model); return it."""
+    saved = load_checkpoint(path)
+    check_compatible(saved["meta_params"], state.meta_params, source=str(path))
+    with torch.no_grad():
+        for name, p in state.meta_params.items():
+            p.copy_(saved["meta_params"][name])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.generator.set_state(saved["generator"])
+    torch.set_rng_state(saved["torch_rng"])
+    state.iteration = int(saved["iteration"])
+    state.history = saved["history"]
+    return saved
+
+
+def _check_finite(iteration: int, metrics: dict[str, float], grads: Params) -> None:
+    for key, description in _LOSS_NAMES.items():
+        if not math.isfinite(metrics[key]):
+            raise FloatingPointError(
+                f"meta-training stopped at iteration {iteration}: the {description} is "
+                f"{metrics[key]} (try a smaller inner_lr or meta_lr)."
+            )
+    bad = [n for n, g in grads.items() if not torch.isfinite(g).all()]
+    if bad:
+        raise FloatingPointError(
+            f"meta-training stopped at iteration {iteration}: the meta-gradient of {bad} is not "
+            f"finite although the losses are."
+        )
+
+
+def meta_train(
+    algorithm: MAML,
+    tasks: TaskDistribution,
+    iterations: int,
+    *,
+    meta_batch_size: int = 25,
+    state: TrainState | None = None,
+    seed: int = 0,
+    meta_lr: float = 1e-3,
+    outer_optimizer: str = "adam",
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    validation_tasks: TaskDistribution | None = None,
+    validate_every: int = 0,
+    validation_size: int = 100,
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    config: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> TrainState:
+    """Meta-train until ``iterations`` meta-updates in total have been made.
+
+    With ``resume=True`` and an existing ``checkpoint_path`` the run continues from it and ends
+    exactly as an uninterrupted run would. Checkpoints are written every ``checkpoint_every``
+    iterations (0: only at the end) when ``checkpoint_path`` is given.
+    """
+    if iterations < 0 or meta_batch_size < 1:
+        raise ValueError(
+            f"iterations must be >= 0 and meta_batch_size >= 1, "
+            f"got {iterations} and {meta_batch_size}."
+        )
+    if state is None:
+        state = init_state(
+            algorithm,
+            seed=seed,
+            meta_lr=meta_lr,
+            outer_optimizer=outer_optimizer,
+            device=device,
+            dtype=dtype,
+        )
+    if resume and checkpoint_path is not None and os.path.exists(checkpoint_path):
+        resume_state(state, checkpoint_path)
+    config = dict(config or {})
+    train, validation = state.history["train"], state.history["validation"]
+
+    bar = tqdm(
+        total=iterations, initial=state.iteration, disable=not progress, desc="meta-training"
+    )
+    while state.iteration < iterations:
+        iteration = state.iteration
+        episode = tasks.sample(meta_batch_size, generator=state.generator).to(device, dtype)
+        grads, metrics = algorithm.meta_gradient(state.meta_params, episode)
+        _check_finite(iteration, metrics, grads)
+        for name, p in state.meta_params.items():
+            p.grad = grads[name]
+        state.optimizer.step()
+        state.iteration += 1
+
+        train["iteration"].append(iteration)
+        for key in TRAIN_COLUMNS[1:]:
+            train[key].append(metrics[key])
+        bar.update(1)
+        bar.set_postfix(pre=f"{metrics['pre_loss']:.3f}", post=f"{metrics['post_loss']:.3f}")
+
+        last = state.iteration == iterations
+        if (
+            validation_tasks is not None
+            and validate_every
+            and (state.iteration % validate_every == 0 or last)
+        ):
+            result = evaluate(
+                algorithm,
+                state.meta_params,
+                validation_tasks,
+                num_tasks=validation_size,
+                seed=seed + 2,
+                device=device,
+            )
+            for key in VALIDATION_COLUMNS[1:]:
+                validation[key].append(result[key])
+            validation["iteration"].append(state.iteration)
+            if not math.isfinite(result["loss"]):
+                raise FloatingPointError(
+                    f"meta-training stopped at iteration {iteration}: the validation query loss "
+                    f"is {result['loss']}."
+                )
+        if checkpoint_path is not None and (
+            last or (checkpoint_every and state.iteration % checkpoint_every == 0)
+        ):
+            save_checkpoint(checkpoint_path, state.to_checkpoint(config))
+    bar.close()
+    return state
