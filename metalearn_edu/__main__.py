@@ -17,6 +17,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "metalearn_edu.course",
         "build the student notebooks (stubs) from the solution notebooks",
     ),
+    "train": (
+        "metalearn_edu.train_cli",
+        "meta-train from a paper preset; write checkpoint and JSON",
+    ),
+    "evaluate": ("metalearn_edu.evaluate_cli", "evaluate a checkpoint on 600 tasks with a 95% CI"),
 }
 
 

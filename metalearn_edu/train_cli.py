@@ -1,0 +1,188 @@
+"""``python -m metalearn_edu train``: meta-train from a preset with overrides, checkpoint, evaluate
+on the test tasks and write a JSON result file.
+
+    python -m metalearn_edu train --preset omniglot-5w1s --device cuda --seed 1
+    python -m metalearn_edu train --preset sinusoid --iterations 2000 --resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from metalearn_edu import __version__
+from metalearn_edu.checkpoint import atomic_write
+from metalearn_edu.config import data_dir
+from metalearn_edu.presets import PRESETS, build_algorithm, build_tasks
+
+# command-line flag -> (config key, type); each overrides the preset when given
+OVERRIDES: dict[str, tuple[str, type]] = {
+    "--algorithm": ("algorithm", str),
+    "--iterations": ("iterations", int),
+    "--meta-batch-size": ("meta_batch_size", int),
+    "--meta-lr": ("meta_lr", float),
+    "--inner-lr": ("inner_lr", float),
+    "--inner-steps": ("inner_steps", int),
+    "--test-inner-steps": ("test_inner_steps", int),
+    "--ways": ("ways", int),
+    "--shots": ("shots", int),
+    "--queries": ("queries", int),
+    "--execution": ("execution", str),
+    "--outer-optimizer": ("outer_optimizer", str),
+    "--eval-tasks": ("eval_tasks", int),
+    "--validate-every": ("validate_every", int),
+    "--validation-tasks": ("validation_tasks", int),
+    "--omniglot-root": ("omniglot_root", str),
+}
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by ``train`` and ``evaluate``."""
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default: cpu)")
+    parser.add_argument(
+        "--output", type=Path, help="JSON result file (default: next to the checkpoint)"
+    )
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="sinusoid")
+    parser.add_argument("--seed", type=int, help="seed for initialisation and tasks (default 0)")
+    parser.add_argument("--first-order", action="store_true", help="first-order MAML gradients")
+    for flag, (key, kind) in OVERRIDES.items():
+        parser.add_argument(flag, dest=key, type=kind, help=f"override the preset's {key}")
+    parser.add_argument(
+        "--checkpoint", type=Path, help="default: <data>/runs/<preset>-seed<seed>.pt"
+    )
+    parser.add_argument("--checkpoint-every", type=int, default=1000)
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from --checkpoint if it exists"
+    )
+    add_run_arguments(parser)
+
+
+def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    config = {"preset": args.preset, **PRESETS[args.preset]}
+    for key, _ in OVERRIDES.values():
+        if getattr(args, key, None) is not None:
+            config[key] = getattr(args, key)
+    if args.seed is not None:
+        config["seed"] = args.seed
+    if args.first_order:
+        config["first_order"] = True
+    return config
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Versions and hardware, for the result file."""
+    info = {
+        "metalearn_edu": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device,
+        "threads": torch.get_num_threads(),
+    }
+    if device.startswith("cuda"):
+        info["device_name"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities become null (strict JSON has no such numbers)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_result(path: Path, result: dict[str, Any]) -> None:
+    text = json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+    print(f"result written to {path}", file=sys.stderr)
+
+
+def setup_device(args: argparse.Namespace) -> str:
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device} asked for, but torch sees no CUDA device.")
+    return args.device
+
+
+def run(args: argparse.Namespace) -> int:
+    from metalearn_edu.evaluation import evaluate
+    from metalearn_edu.training import meta_train
+
+    device = setup_device(args)
+    config = config_from_args(args)
+    name = f"{args.preset}-seed{config['seed']}"
+    checkpoint = args.checkpoint or data_dir() / "runs" / f"{name}.pt"
+    output = args.output or checkpoint.with_suffix(".json")
+    algorithm = build_algorithm(config)
+    tasks = build_tasks(config)
+
+    start = time.perf_counter()
+    state = meta_train(
+        algorithm,
+        tasks["train"],
+        config["iterations"],
+        meta_batch_size=config["meta_batch_size"],
+        seed=config["seed"],
+        meta_lr=config["meta_lr"],
+        outer_optimizer=config["outer_optimizer"],
+        device=device,
+        validation_tasks=tasks["val"],
+        validate_every=config["validate_every"],
+        validation_size=config["validation_tasks"],
+        checkpoint_path=checkpoint,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+        config=config,
+        progress=not args.no_progress,
+    )
+    train_time = time.perf_counter() - start
+    train = state.history["train"]
+    result: dict[str, Any] = {
+        "command": "train",
+        "config": config,
+        "environment": environment(device),
+        "checkpoint": str(checkpoint),
+        "iterations_done": state.iteration,
+        "final_train": {k: v[-1] for k, v in train.items() if v},
+        "validation": state.history["validation"],
+        "train_wall_time_s": train_time,
+    }
+    if config["eval_tasks"] > 0:
+        start = time.perf_counter()
+        result["test"] = evaluate(
+            algorithm,
+            state.meta_params,
+            tasks["test"],
+            num_tasks=config["eval_tasks"],
+            inner_steps=config["test_inner_steps"],
+            seed=config["seed"] + 3,
+            device=device,
+        )
+        result["test_wall_time_s"] = time.perf_counter() - start
+    result["wall_time_s"] = time.perf_counter() - start + train_time
+    write_result(output, result)
+    if "test" in result:
+        t = result["test"]
+        print(
+            f"test ({t['num_tasks']} tasks, {t['inner_steps']} steps): loss {t['loss']:.4f} "
+            f"± {t['loss_ci95']:.4f}, accuracy {t['accuracy']:.4f} ± {t['accuracy_ci95']:.4f}"
+        )
+    return 0
