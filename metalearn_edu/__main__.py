@@ -21,7 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "metalearn_edu.train_cli",
         "meta-train from a paper preset; write checkpoint and JSON",
     ),
-    "evaluate": ("metalearn_edu.evaluate_cli", "evaluate a checkpoint on 600 tasks with a 95% CI"),
+    "evaluate": (
+        "metalearn_edu.evaluate_cli",
+        "evaluate a checkpoint on 600 tasks, with a confidence interval",
+    ),
 }
 
 

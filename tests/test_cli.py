@@ -100,3 +100,11 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path):
         pytest.skip("a CUDA device is present")
     with pytest.raises(SystemExit, match="no CUDA device"):
         main(["train", *TINY, "--device", "cuda", "--checkpoint", str(tmp_path / "x.pt")])
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["evaluate", "--help"]])
+def test_help_texts_render(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    assert "usage: python -m metalearn_edu" in capsys.readouterr().out
