@@ -13,8 +13,11 @@ PYTEST_ARGS ?=
 
 .PHONY: course test install lint format students notebooks clean
 
+# JupyterLab refuses to run as root unless told to (containers, cloud machines)
+LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+
 course: $(STAMP)
-	cd notebooks && ../$(BIN)/jupyter lab 00_welcome.ipynb
+	cd notebooks && ../$(BIN)/jupyter lab $(LAB_FLAGS) 00_welcome.ipynb
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
