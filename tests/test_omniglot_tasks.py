@@ -148,3 +148,11 @@ def test_bad_input(data, kwargs, words):
 def test_bad_meta_batch_size(data):
     with pytest.raises(ValueError, match="meta_batch_size"):
         OmniglotTasks(convention="lake", data=data).sample(0)
+
+
+def test_bench_fallback_training_step_runs(data):
+    from metalearn_edu.bench_sampler import _step_with_torch_func
+
+    sampler = OmniglotTasks("train", 3, 1, 1, convention="lake", data=data)
+    step = _step_with_torch_func(ways=3, inner_steps=1, inner_lr=0.4)
+    step(sampler.sample(2, torch.Generator().manual_seed(0)))  # a second-order step, no error

@@ -83,6 +83,12 @@ class OmniglotTasks:
             data.characters, data.background.tolist(), convention
         )[split]
         self.character_names = [data.characters[i] for i in self.character_ids]
+        self.num_classes = len(self.character_ids) * (4 if rotations == "classes" else 1)
+        if ways > self.num_classes:
+            raise ValueError(
+                f"ways={ways} is larger than the {self.num_classes} classes of split {split!r} "
+                f"(convention {convention!r}, rotations {rotations!r})."
+            )
         self.images = data.images[self.character_ids].contiguous()  # uint8 [C, 20, 28, 28]
         # the quarter turns, computed once, so that sampling is a single gather:
         # uint8 [C * R * 20, 28, 28] with R = 4 rotations (R = 1 when rotations="none")
@@ -90,12 +96,6 @@ class OmniglotTasks:
         rotated = [torch.rot90(self.images, k, dims=(-2, -1)) for k in range(self._turns)]
         self._rotated = torch.stack(rotated, dim=1).reshape(-1, *self.images.shape[-2:])
         self._drawings = drawings
-        self.num_classes = len(self.character_ids) * (4 if rotations == "classes" else 1)
-        if ways > self.num_classes:
-            raise ValueError(
-                f"ways={ways} is larger than the {self.num_classes} classes of split {split!r} "
-                f"(convention {convention!r}, rotations {rotations!r})."
-            )
 
     def __repr__(self) -> str:
         return (
