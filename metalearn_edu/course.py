@@ -34,9 +34,13 @@ import re
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nbformat
 from nbformat import NotebookNode
+
+if TYPE_CHECKING:
+    from jupyter_client.manager import KernelManager
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
@@ -214,7 +218,7 @@ def build_students(folder: Path | None = None, check: bool = False) -> list[Path
     return changed
 
 
-def kernel_manager():
+def kernel_manager() -> KernelManager:
     """A kernel manager whose kernel runs on this very Python (the one with metalearn_edu)."""
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
     from jupyter_client.manager import KernelManager
