@@ -57,8 +57,8 @@ def adapt(
 ) -> Params:
     """Run ``inner_steps`` SGD steps on ``support_loss(params)`` and return the adapted parameters.
 
-    With ``gradient="autograd"`` the parameters to adapt must require grad (or depend on tensors
-    that do); second order keeps the graph (``create_graph=True``), first order detaches.
+    With ``gradient="autograd"`` and second order, the parameters to adapt must require grad (or
+    depend on tensors that do), and the graph of each step is kept (``create_graph=True``).
     """
     check_inner_settings(inner_lr, inner_steps)
     names = list(params) if adapt_names is None else list(adapt_names)
@@ -71,19 +71,20 @@ def adapt(
         raise ValueError(f"gradient must be 'autograd' or 'func', got {gradient!r}.")
 
     for _ in range(inner_steps):
+        # First order: the gradient is a constant, so take it at a detached copy of the parameters
+        # (nothing of its computation is recorded for the outer derivative).
+        at = {n: p.detach() for n, p in params.items()} if first_order else params
         if gradient == "autograd":
-            loss = support_loss(params)
-            values = torch.autograd.grad(
-                loss, [params[n] for n in names], create_graph=not first_order
-            )
+            if first_order:
+                at = {n: p.requires_grad_(n in names) for n, p in at.items()}
+            loss = support_loss(at)
+            values = torch.autograd.grad(loss, [at[n] for n in names], create_graph=not first_order)
             grads = dict(zip(names, values, strict=True))
         else:
 
-            def loss_of_adapted(adapted: Params, params: Params = params) -> Tensor:
-                return support_loss({**params, **adapted})
+            def loss_of_adapted(adapted: Params, at: Params = at) -> Tensor:
+                return support_loss({**at, **adapted})
 
-            grads = torch.func.grad(loss_of_adapted)({n: params[n] for n in names})
-        if first_order:
-            grads = {n: g.detach() for n, g in grads.items()}
+            grads = torch.func.grad(loss_of_adapted)({n: at[n] for n in names})
         params = sgd_step(params, grads, inner_lr)
     return params
