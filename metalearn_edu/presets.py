@@ -7,6 +7,15 @@ Omniglot 5-way trains with 1 inner step at α = 0.4 and tests with 3, meta-batch
 5 steps at α = 0.1, meta-batch 16; 60,000 Adam steps at 1e-3; stride-2 convolutions; K query
 examples per class as in the code. Sinusoid: K = 10, 1 step at α = 0.01, meta-batch 25, 70,000
 iterations, evaluated after up to 10 steps.
+
+Meta-SGD and ANIL run from any preset with ``--algorithm metasgd`` or ``--algorithm anil``. The
+``metalstm-omniglot-*`` presets carry the Meta-LSTM settings of Ravi & Larochelle's official code
+(their miniImageNet configs, applied to Omniglot): a learner of 4 x [3x3 conv, 32 filters, batch
+norm, ReLU, 2x2 max-pool], 12 learner updates for 1-shot and 8 for 5-shot on the whole support
+set, 15 query examples per class, one episode per meta-update, Adam at 1e-3 with the
+meta-gradient's norm clipped to 0.25, 75,000 (1-shot) or 50,000 (5-shot) episodes. The learner's
+batch norm uses batch statistics in meta-training and the support set's at evaluation
+(``transductive=False``; see :mod:`metalearn_edu.meta_lstm.algorithm`).
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from metalearn_edu.algorithms import ALGORITHMS, MAML
+from metalearn_edu.meta_lstm import MetaLSTM
 from metalearn_edu.models import Conv4, sinusoid_mlp
 from metalearn_edu.tasks.episode import TaskDistribution
 
@@ -59,10 +69,32 @@ PRESETS: dict[str, dict[str, Any]] = {
         for ways in (5, 20)
         for shots in (1, 5)
     },
+    **{
+        f"metalstm-omniglot-5w{shots}s": {
+            **COMMON,
+            "algorithm": "metalstm",
+            "task": "omniglot",
+            "ways": 5,
+            "shots": shots,
+            "queries": 15,
+            "downsample": "maxpool",
+            "hidden": 32,
+            "transductive": False,
+            "inner_steps": 12 if shots == 1 else 8,
+            "test_inner_steps": 12 if shots == 1 else 8,
+            "metalstm_hidden": 20,
+            "clip_norm": 0.25,
+            "meta_batch_size": 1,
+            "iterations": 75_000 if shots == 1 else 50_000,
+        }
+        for shots in (1, 5)
+    },
 }
 
+ALGORITHM_NAMES = (*ALGORITHMS, "metalstm")
 
-def build_algorithm(config: dict[str, Any]) -> MAML:
+
+def build_algorithm(config: dict[str, Any]) -> MAML | MetaLSTM:
     """The algorithm (with its model) a configuration describes."""
     if config["task"] == "sinusoid":
         model = sinusoid_mlp()
@@ -71,11 +103,21 @@ def build_algorithm(config: dict[str, Any]) -> MAML:
             ways=config["ways"],
             downsample=config["downsample"],
             transductive=config["transductive"],
+            hidden=config.get("hidden", 64),
         )
     else:
         raise ValueError(f"unknown task {config['task']!r}: expected 'sinusoid' or 'omniglot'.")
+    if config["algorithm"] == "metalstm":
+        return MetaLSTM(
+            model,
+            inner_steps=config["inner_steps"],
+            hidden=config.get("metalstm_hidden", 20),
+            clip_norm=config.get("clip_norm", 0.25),
+        )
     if config["algorithm"] not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {config['algorithm']!r}: one of {sorted(ALGORITHMS)}.")
+        raise ValueError(
+            f"unknown algorithm {config['algorithm']!r}: one of {sorted(ALGORITHM_NAMES)}."
+        )
     kwargs = {
         "inner_lr": config["inner_lr"],
         "inner_steps": config["inner_steps"],

@@ -25,7 +25,7 @@ from metalearn_edu.presets import PRESETS, build_algorithm, build_tasks
 
 # command-line flag -> (config key, type); each overrides the preset when given
 OVERRIDES: dict[str, tuple[str, type]] = {
-    "--algorithm": ("algorithm", str),
+    "--algorithm": ("algorithm", str),  # maml, fomaml, reptile, metasgd, anil, metalstm
     "--iterations": ("iterations", int),
     "--meta-batch-size": ("meta_batch_size", int),
     "--meta-lr": ("meta_lr", float),
@@ -61,7 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, (key, kind) in OVERRIDES.items():
         parser.add_argument(flag, dest=key, type=kind, help=f"override the preset's {key}")
     parser.add_argument(
-        "--checkpoint", type=Path, help="default: <data>/runs/<preset>-seed<seed>.pt"
+        "--checkpoint",
+        type=Path,
+        help="default: <data>/runs/<preset>[-<algorithm>]-seed<seed>.pt",
     )
     parser.add_argument("--checkpoint-every", type=int, default=1000)
     parser.add_argument(
@@ -129,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     device = setup_device(args)
     config = config_from_args(args)
     name = f"{args.preset}-seed{config['seed']}"
+    if config["algorithm"] != PRESETS[args.preset]["algorithm"]:  # e.g. --algorithm metasgd
+        name = f"{args.preset}-{config['algorithm']}-seed{config['seed']}"
     checkpoint = args.checkpoint or data_dir() / "runs" / f"{name}.pt"
     output = args.output or checkpoint.with_suffix(".json")
     algorithm = build_algorithm(config)
