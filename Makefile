@@ -10,6 +10,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.metalearn_edu-installed
 PYTEST_ARGS ?=
+# Offline Omniglot: a folder holding the two official archives (see README); defaults to
+# ../shared/data/omniglot beside the repository when that folder has them.
+METALEARN_EDU_OMNIGLOT ?= $(if $(wildcard ../shared/data/omniglot/images_background.zip),$(abspath ../shared/data/omniglot))
+export METALEARN_EDU_OMNIGLOT
 
 .PHONY: course test install lint format students notebooks clean
 

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metalearn_edu import config
-
-ARCHIVES = ("images_background.zip", "images_evaluation.zip")
+from metalearn_edu.data.omniglot import ARCHIVES
 
 
 @dataclass(frozen=True)
@@ -33,19 +32,21 @@ def _version(module: str) -> str | None:
         return None
 
 
-def omniglot_folder() -> Path | None:
-    """The first folder holding both Omniglot archives: ``$METALEARN_EDU_OMNIGLOT``, the data
-    folder's ``omniglot/``, or ``../shared/data/omniglot`` beside the repository."""
-    candidates = []
-    if os.environ.get(config.OMNIGLOT_ENV):
-        candidates.append(Path(os.environ[config.OMNIGLOT_ENV]).expanduser())
-    candidates.append(config.data_dir() / "omniglot")
-    if (root := config.project_root()) is not None:
-        candidates.append(root.parent / "shared" / "data" / "omniglot")
-    for folder in candidates:
-        if all((folder / name).is_file() for name in ARCHIVES):
-            return folder
-    return None
+def omniglot_status() -> Finding:
+    """Where the library finds verified Omniglot archives, without downloading anything."""
+    from metalearn_edu.data.omniglot import locate_archives
+
+    advice = (
+        "notebook 05 on needs it: it is downloaded on first use when the internet is reachable; "
+        f"offline, put {' and '.join(ARCHIVES)} in a folder and set {config.OMNIGLOT_ENV} to it"
+    )
+    try:
+        found = locate_archives(download_missing=False)
+    except FileNotFoundError:
+        return Finding("Omniglot archives", "not downloaded yet", True, advice)
+    except ValueError as error:  # present but wrong: checksum or layout
+        return Finding("Omniglot archives", str(error).splitlines()[0], False, advice)
+    return Finding("Omniglot archives", _shown(next(iter(found.values())).parent), True)
 
 
 def _shown(path: Path) -> str:
@@ -93,16 +94,7 @@ def report() -> list[Finding]:
         )
     findings.append(Finding("Fast mode", "on" if config.fast_mode() else "off (full size)", True))
     findings.append(Finding("Data folder", _shown(config.data_dir()), True))
-    folder = omniglot_folder()
-    findings.append(
-        Finding(
-            "Omniglot archives",
-            _shown(folder) if folder else "not found",
-            folder is not None,
-            "needed from notebook 05 on: it is downloaded when the internet is reachable; offline, "
-            f"put {' and '.join(ARCHIVES)} in a folder and set {config.OMNIGLOT_ENV} to it",
-        )
-    )
+    findings.append(omniglot_status())
     return findings
 
 
@@ -112,7 +104,8 @@ def print_report(findings: list[Finding] | None = None) -> bool:
     width = max(len(f.item) for f in findings)
     for f in findings:
         line = f"{'ok ' if f.ok else 'FIX'} {f.item:<{width}}  {f.value}"
-        print(line + ("" if f.ok or not f.advice else f"\n    -> {f.advice}"))
+        shown = f.advice and (not f.ok or f.value == "not downloaded yet")
+        print(line + (f"\n    -> {f.advice}" if shown else ""))
     return all(f.ok for f in findings)
 
 

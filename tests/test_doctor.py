@@ -1,22 +1,43 @@
+from pathlib import Path
+
+import pytest
+
 from metalearn_edu import config, doctor
+from metalearn_edu.data.omniglot import ARCHIVES
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "omniglot"
 
 
-def test_report_finds_the_archives_through_the_environment(monkeypatch, tmp_path, capsys):
-    for name in doctor.ARCHIVES:
-        (tmp_path / name).write_bytes(b"")
-    monkeypatch.setenv(config.OMNIGLOT_ENV, str(tmp_path))
+def test_report_checks_the_basics(capsys):
     findings = {f.item: f for f in doctor.report()}
-    assert findings["Omniglot archives"].ok
-    assert findings["PyTorch"].ok and findings["Python"].ok
-    assert doctor.print_report(list(findings.values())) is True
-    assert "Omniglot archives" in capsys.readouterr().out
+    assert findings["PyTorch"].ok and findings["Python"].ok and findings["numpy"].ok
+    doctor.print_report(list(findings.values()))
+    assert "ok  PyTorch" in capsys.readouterr().out
 
 
-def test_report_says_how_to_fix_missing_data(monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv(config.OMNIGLOT_ENV, str(tmp_path / "nowhere"))
+@pytest.mark.skipif(
+    not (SHARED / ARCHIVES[0]).is_file(), reason=f"no Omniglot archives in {SHARED}"
+)
+def test_report_finds_verified_archives_through_the_environment(monkeypatch):
+    monkeypatch.setenv(config.OMNIGLOT_ENV, str(SHARED))
+    assert doctor.omniglot_status().ok
+
+
+def test_report_flags_archives_that_fail_verification(monkeypatch, tmp_path, capsys):
+    for name in ARCHIVES:
+        (tmp_path / name).write_bytes(b"not a zip")
+    monkeypatch.setenv(config.OMNIGLOT_ENV, str(tmp_path))
+    status = doctor.omniglot_status()
+    assert not status.ok and "9 bytes" in status.value
+    assert doctor.print_report([status]) is False
+    assert "FIX Omniglot archives" in capsys.readouterr().out
+
+
+def test_report_says_how_to_get_missing_data_without_downloading(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv(config.OMNIGLOT_ENV, raising=False)
     monkeypatch.setenv(config.DATA_ENV, str(tmp_path / "data"))
-    monkeypatch.setattr(config, "project_root", lambda: None)
-    findings = doctor.report()
-    assert doctor.print_report(findings) is False
-    out = capsys.readouterr().out
-    assert "FIX Omniglot archives" in out and config.OMNIGLOT_ENV in out
+    status = doctor.omniglot_status()
+    assert status.ok and status.value == "not downloaded yet"
+    assert not (tmp_path / "data" / "omniglot" / ARCHIVES[0]).exists()
+    doctor.print_report([status])
+    assert config.OMNIGLOT_ENV in capsys.readouterr().out
