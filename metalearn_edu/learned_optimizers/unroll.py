@@ -109,6 +109,48 @@ def quadratic_objective(W: Tensor, y: Tensor) -> LossFn:
     return lambda theta: quadratic_loss(theta, W, y)
 
 
+ProblemSampler = Callable[[torch.Generator], tuple[LossFn, Tensor]]
+
+
+def meta_train_optimizer(
+    optimizer: LSTMOptimizer,
+    sample_problems: ProblemSampler,
+    iterations: int,
+    *,
+    params: Params | None = None,
+    optimizee_steps: int = 100,
+    unroll_length: int = 20,
+    meta_lr: float = 1e-3,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Params, list[float]]:
+    """Meta-train φ with Adam on ``iterations`` problem batches, each drawn by
+    ``sample_problems(generator) -> (loss_fn, θ_0)`` and optimised by truncated BPTT. Returns φ
+    (a trained copy; ``params`` is left as it was) and the per-iteration meta-loss (mean over the
+    truncations)."""
+    if iterations < 0:
+        raise ValueError(f"iterations must be >= 0, got {iterations}.")
+    if params is None:
+        params = optimizer.init(torch.Generator().manual_seed(seed))
+    params = {n: p.detach().clone().to(dtype).requires_grad_() for n, p in params.items()}
+    meta_optimizer = torch.optim.Adam(params.values(), lr=meta_lr)
+    generator = torch.Generator().manual_seed(seed + 1)
+    history = []
+    for _ in range(iterations):
+        loss_fn, theta0 = sample_problems(generator)
+        losses = truncated_meta_step(
+            optimizer,
+            params,
+            meta_optimizer,
+            loss_fn,
+            theta0.to(dtype),
+            optimizee_steps=optimizee_steps,
+            unroll_length=unroll_length,
+        )
+        history.append(sum(losses) / len(losses))
+    return {n: p.detach() for n, p in params.items()}, history
+
+
 def meta_train_on_quadratics(
     optimizer: LSTMOptimizer,
     iterations: int,
@@ -122,35 +164,28 @@ def meta_train_on_quadratics(
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
 ) -> tuple[Params, list[float]]:
-    """Meta-train φ on ``iterations`` batches of random quadratics (the paper's §3.1 setting:
-    10-d, 100 steps unrolled 20 at a time, Adam at 1e-3). Returns φ and the per-iteration
-    meta-loss (mean over the batch and the truncations)."""
-    if iterations < 0 or meta_batch_size < 1:
-        raise ValueError(
-            f"iterations must be >= 0 and meta_batch_size >= 1, got {iterations}, "
-            f"{meta_batch_size}."
-        )
+    """:func:`meta_train_optimizer` on batches of ``meta_batch_size`` random quadratics (the
+    paper's §3.1 setting: 10-d, 100 steps unrolled 20 at a time, Adam at 1e-3)."""
+    if meta_batch_size < 1:
+        raise ValueError(f"meta_batch_size must be >= 1, got {meta_batch_size}.")
     tasks = tasks or QuadraticTasks()
-    if params is None:
-        params = optimizer.init(torch.Generator().manual_seed(seed))
-    params = {n: p.detach().clone().to(dtype).requires_grad_() for n, p in params.items()}
-    meta_optimizer = torch.optim.Adam(params.values(), lr=meta_lr)
-    generator = torch.Generator().manual_seed(seed + 1)
-    history = []
-    for _ in range(iterations):
+
+    def sample_problems(generator: torch.Generator) -> tuple[LossFn, Tensor]:
         W, y = tasks.sample_problems(meta_batch_size, generator)
         theta0 = tasks.initial_point(meta_batch_size, generator)
-        losses = truncated_meta_step(
-            optimizer,
-            params,
-            meta_optimizer,
-            quadratic_objective(W.to(dtype), y.to(dtype)),
-            theta0.to(dtype),
-            optimizee_steps=optimizee_steps,
-            unroll_length=unroll_length,
-        )
-        history.append(sum(losses) / len(losses))
-    return {n: p.detach() for n, p in params.items()}, history
+        return quadratic_objective(W.to(dtype), y.to(dtype)), theta0
+
+    return meta_train_optimizer(
+        optimizer,
+        sample_problems,
+        iterations,
+        params=params,
+        optimizee_steps=optimizee_steps,
+        unroll_length=unroll_length,
+        meta_lr=meta_lr,
+        seed=seed,
+        dtype=dtype,
+    )
 
 
 @torch.no_grad()
