@@ -16,6 +16,7 @@ from metalearn_edu.learned_optimizers import (
     classification_objective,
     detach_state,
     final_loss_median,
+    first_update,
     flatten_params,
     log_grid,
     log_sign,
@@ -276,3 +277,13 @@ def test_flatten_round_trip_and_a_network_objective():
     assert losses.shape == (4, 2) and torch.isfinite(losses).all()
     with pytest.raises(ValueError, match="same positive number of examples"):
         classification_objective(model, x, y[:-1], shapes)
+
+
+def test_first_update_is_one_step_from_the_zero_state():
+    optimizer = LSTMOptimizer(hidden=5)
+    params = _optimizer_params(optimizer)
+    grads = torch.linspace(-3, 3, 7, dtype=f64)
+    curve = first_update(optimizer, params, grads)
+    for g, u in zip(grads, curve, strict=True):
+        one, _ = optimizer.step(params, g.reshape(1), optimizer.initial_state(1, grads))
+        assert torch.allclose(one[0], u, atol=1e-14)

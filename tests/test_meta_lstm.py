@@ -17,6 +17,7 @@ from metalearn_edu.meta_lstm import (
     LEARNER_PREFIX,
     MetaLSTM,
     cell_update,
+    gates_by_parameter,
     initial_state,
     meta_learner_step,
 )
@@ -209,3 +210,17 @@ def test_bad_settings_raise():
         )
     with pytest.raises(ValueError, match="no learner initialisation"):
         algorithm.split({"cell.b_F": torch.zeros(1)})
+
+
+def test_gates_by_parameter_average_each_learner_tensor():
+    algorithm, params, episode = _tiny(steps=2)
+    _, trace = algorithm.adapt_with_trace(params, episode.support_x[0], episode.support_y[0])
+    learner, _ = algorithm.split(params)
+    summary = gates_by_parameter(trace, learner)
+    assert list(summary) == list(learner)
+    weight = summary["layer0.weight"]  # the first 6 coordinates
+    assert weight["input"].shape == (2,)
+    assert torch.allclose(weight["input"][1], trace.input[1][:6].mean())
+    assert torch.allclose(summary["layer1.bias"]["forget"][0], trace.forget[0][-2:].mean())
+    with pytest.raises(ValueError, match="gates have 17 coordinates but the learner has 18"):
+        gates_by_parameter(trace, {"w": torch.zeros(17), "extra": torch.zeros(1)})

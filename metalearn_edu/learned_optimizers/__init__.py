@@ -17,7 +17,7 @@ from metalearn_edu.learned_optimizers.baselines import (
 )
 from metalearn_edu.learned_optimizers.comparison import compare_on_quadratics
 from metalearn_edu.learned_optimizers.lstm_cell import init_lstm_cell, lstm_cell, zero_state
-from metalearn_edu.learned_optimizers.lstm_optimizer import LSTMOptimizer
+from metalearn_edu.learned_optimizers.lstm_optimizer import LSTMOptimizer, first_update
 from metalearn_edu.learned_optimizers.optimizee import (
     accuracy_of,
     classification_objective,
@@ -46,6 +46,7 @@ __all__ = [
     "compare_on_quadratics",
     "detach_state",
     "final_loss_median",
+    "first_update",
     "flatten_params",
     "init_lstm_cell",
     "log_grid",

@@ -97,3 +97,12 @@ class LSTMOptimizer:
             x = h
         out = x @ params["output.weight"].T + params["output.bias"]
         return self.output_scale * out.reshape(grad.shape), new_state
+
+
+def first_update(optimizer: LSTMOptimizer, params: Params, grads: Tensor) -> Tensor:
+    """g_1 for each entry of ``grads`` from the zero state: the learned update as a function of
+    the gradient (to draw beside SGD's −α∇ and Adam's first step −α sgn ∇)."""
+    with torch.no_grad():
+        flat = grads.reshape(-1)
+        update, _ = optimizer.step(params, flat, optimizer.initial_state(flat.numel(), flat))
+    return update.reshape(grads.shape)

@@ -7,7 +7,12 @@
   :func:`~metalearn_edu.evaluation.evaluate` expect.
 """
 
-from metalearn_edu.meta_lstm.algorithm import LEARNER_PREFIX, MetaLSTM, MetaLSTMTrace
+from metalearn_edu.meta_lstm.algorithm import (
+    LEARNER_PREFIX,
+    MetaLSTM,
+    MetaLSTMTrace,
+    gates_by_parameter,
+)
 from metalearn_edu.meta_lstm.cell import (
     MetaLearnerState,
     cell_update,
@@ -24,6 +29,7 @@ __all__ = [
     "MetaLearnerState",
     "cell_update",
     "gates",
+    "gates_by_parameter",
     "init_meta_learner",
     "initial_state",
     "meta_learner_step",

@@ -63,6 +63,28 @@ class MetaLSTMTrace:
     input: list[Tensor] = field(default_factory=list)
 
 
+def gates_by_parameter(trace: MetaLSTMTrace, learner: Params) -> dict[str, dict[str, Tensor]]:
+    """The mean forget and input gate of each learner tensor (a layer's weight, its bias ...) at
+    each step: ``{name: {"forget": [T], "input": [T]}}``. The input gate is the learned learning
+    rate, the forget gate the learned decay (1: none)."""
+    sizes = [(name, p.numel()) for name, p in learner.items()]
+    total = sum(n for _, n in sizes)
+    if any(f.numel() != total for f in trace.forget):
+        raise ValueError(
+            f"the trace's gates have {trace.forget[0].numel()} coordinates but the learner has "
+            f"{total}."
+        )
+    result: dict[str, dict[str, Tensor]] = {}
+    start = 0
+    for name, n in sizes:
+        result[name] = {
+            "forget": torch.stack([f[start : start + n].mean() for f in trace.forget]),
+            "input": torch.stack([i[start : start + n].mean() for i in trace.input]),
+        }
+        start += n
+    return result
+
+
 @dataclass
 class MetaLSTM:
     """The Meta-LSTM meta-learner of a functional ``model`` (the learner)."""
