@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from _maml_helpers import one_thread
+from _maml_helpers import finite_difference_grad, one_thread
 
 from metalearn_edu.learned_optimizers import (
     P_PAPER,
@@ -287,3 +287,30 @@ def test_first_update_is_one_step_from_the_zero_state():
     for g, u in zip(grads, curve, strict=True):
         one, _ = optimizer.step(params, g.reshape(1), optimizer.initial_state(1, grads))
         assert torch.allclose(one[0], u, atol=1e-14)
+
+
+def test_meta_gradient_matches_finite_differences_on_a_linear_optimizee():
+    """On f(θ) = a·θ the gradient a does not depend on θ, so treating it as a constant (as the
+    meta-gradient does) is exact, and central differences of the meta-loss must agree."""
+    optimizer = LSTMOptimizer(hidden=3)
+    params = _optimizer_params(optimizer, seed=4)
+    g = torch.Generator().manual_seed(5)
+    a = torch.randn(2, 3, generator=g, dtype=f64) * torch.tensor([1.0, 1e-3, 1e2], dtype=f64)
+    theta0 = torch.randn(2, 3, generator=g, dtype=f64)
+
+    def loss_fn(theta: torch.Tensor) -> torch.Tensor:
+        return (a * theta).sum(-1)
+
+    def meta_loss(p: dict[str, torch.Tensor]) -> torch.Tensor:
+        state = optimizer.initial_state(theta0.numel(), theta0)
+        losses, _, _ = unroll(optimizer, p, loss_fn, theta0, state, 4)
+        return losses.sum(0).mean()
+
+    leaves = {n: p.clone().requires_grad_() for n, p in params.items()}
+    analytic = torch.autograd.grad(meta_loss(leaves), list(leaves.values()))
+    numeric = finite_difference_grad(lambda p: meta_loss(p).detach(), params, h=1e-6)
+    for name, grad in zip(leaves, analytic, strict=True):
+        assert torch.allclose(grad, numeric[name], atol=1e-7, rtol=1e-5), (
+            name,
+            (grad - numeric[name]).abs().max(),
+        )
