@@ -4,11 +4,15 @@ truncated unrolls, the baselines, and a real (short) meta-training run."""
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import pytest
 import torch
 from _maml_helpers import finite_difference_grad, one_thread
 
+from metalearn_edu.config import OMNIGLOT_ENV
+from metalearn_edu.data.omniglot import ARCHIVES
 from metalearn_edu.learned_optimizers import (
     P_PAPER,
     P_RELEASED_CODE,
@@ -22,6 +26,7 @@ from metalearn_edu.learned_optimizers import (
     log_sign,
     lstm_cell,
     meta_train_on_quadratics,
+    omniglot_classification,
     quadratic_objective,
     run_adam,
     run_learned_optimizer,
@@ -314,3 +319,20 @@ def test_meta_gradient_matches_finite_differences_on_a_linear_optimizee():
             name,
             (grad - numeric[name]).abs().max(),
         )
+
+
+OMNIGLOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"
+OMNIGLOT = Path(os.environ[OMNIGLOT_ENV]) if os.environ.get(OMNIGLOT_ENV) else OMNIGLOT
+
+
+@pytest.mark.skipif(
+    not all((OMNIGLOT / name).is_file() for name in ARCHIVES),
+    reason=f"the Omniglot archives are not in {OMNIGLOT} (set {OMNIGLOT_ENV} to their folder)",
+)
+def test_omniglot_as_an_ordinary_classification_problem():
+    # the default cache, which the notebooks build and use too
+    train_x, train_y, test_x, test_y = omniglot_classification(ways=10, root=OMNIGLOT)
+    assert train_x.shape == (150, 784) and test_x.shape == (50, 784)
+    assert torch.equal(train_y.bincount(), torch.full((10,), 15))
+    assert torch.equal(test_y.bincount(), torch.full((10,), 5))
+    assert 0 <= train_x.min() and train_x.max() <= 1

@@ -98,13 +98,16 @@ def omniglot_classification(
     split: str = "train",
     seed: int = 0,
     root: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``ways`` Omniglot characters as one ordinary classification problem: flattened 28x28 images
     (784 inputs), 15 drawings per class to train on and 5 to test on:
     ``(train_x, train_y, test_x, test_y)``. Needs the Omniglot download or cache."""
     from metalearn_edu.tasks.omniglot import OmniglotTasks
 
-    tasks = OmniglotTasks(split, ways=ways, shots=15, queries=5, rotations="none", root=root)
+    tasks = OmniglotTasks(
+        split, ways=ways, shots=15, queries=5, rotations="none", root=root, cache_dir=cache_dir
+    )
     episode = tasks.sample(1, torch.Generator().manual_seed(seed))
     return (
         episode.support_x[0].flatten(1),
