@@ -24,8 +24,10 @@ batch for the meta-loss), and the running averages are reset at every episode. A
 official code normalises the queries with the running averages gathered over that episode's
 support batches; :func:`~metalearn_edu.evaluation.evaluate` passes the support set as
 ``context``, so a learner built with ``transductive=False`` normalises the queries with the
-support set's statistics at θ_T, the quantity those averages estimate. ``meta_gradient`` calls
-the query forward pass without context (batch statistics, as in meta-training).
+support set's statistics at θ_T (those averages mix the support statistics at θ_0 .. θ_{T−1};
+this is the closest functional equivalent, and, like the official evaluation, it classifies each
+query independently of the others). ``meta_gradient`` calls the query forward pass without
+context (batch statistics, as in meta-training).
 """
 
 from __future__ import annotations
