@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from _maml_helpers import one_thread
 
 from metalearn_edu import bench
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    with one_thread():
+        yield
 
 
 def test_benchmark_checks_gradients_and_times_a_small_workload():
