@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -50,6 +52,9 @@ def test_checkpoint_loads_with_weights_only_and_leaves_no_temporary_files(tmp_pa
     path = tmp_path / "run" / "ckpt.pt"
     _train(path, 2)
     assert sorted(p.name for p in path.parent.iterdir()) == ["ckpt.pt"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
     state = torch.load(path, weights_only=True)
     assert set(state) >= {"meta_params", "optimizer", "generator", "iteration", "history"}
 
