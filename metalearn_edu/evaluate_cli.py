@@ -14,7 +14,13 @@ import torch
 
 from metalearn_edu.checkpoint import check_compatible, load_checkpoint
 from metalearn_edu.presets import build_algorithm, build_tasks
-from metalearn_edu.train_cli import add_run_arguments, environment, setup_device, write_result
+from metalearn_edu.train_cli import (
+    add_run_arguments,
+    environment,
+    setup_device,
+    summary,
+    write_result,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,9 +71,5 @@ def run(args: argparse.Namespace) -> int:
         "wall_time_s": time.perf_counter() - start,
     }
     write_result(args.output or args.checkpoint.with_suffix(f".eval-{args.split}.json"), report)
-    print(
-        f"{args.split} ({result['num_tasks']} tasks, {result['inner_steps']} steps): "
-        f"loss {result['loss']:.4f} ± {result['loss_ci95']:.4f}, "
-        f"accuracy {result['accuracy']:.4f} ± {result['accuracy_ci95']:.4f}"
-    )
+    print(f"{args.split}: {summary(result)}")
     return 0

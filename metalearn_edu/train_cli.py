@@ -110,6 +110,17 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def summary(result: dict[str, Any]) -> str:
+    """One line: tasks, steps, loss ± CI and, for classification, accuracy ± CI."""
+    line = (
+        f"{result['num_tasks']} tasks, {result['inner_steps']} steps: "
+        f"loss {result['loss']:.4f} ± {result['loss_ci95']:.4f}"
+    )
+    if math.isfinite(result["accuracy"]):
+        line += f", accuracy {result['accuracy']:.4f} ± {result['accuracy_ci95']:.4f}"
+    return line
+
+
 def write_result(path: Path, result: dict[str, Any]) -> None:
     text = json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
@@ -184,9 +195,5 @@ def run(args: argparse.Namespace) -> int:
     result["wall_time_s"] = time.perf_counter() - start + train_time
     write_result(output, result)
     if "test" in result:
-        t = result["test"]
-        print(
-            f"test ({t['num_tasks']} tasks, {t['inner_steps']} steps): loss {t['loss']:.4f} "
-            f"± {t['loss_ci95']:.4f}, accuracy {t['accuracy']:.4f} ± {t['accuracy_ci95']:.4f}"
-        )
+        print(f"test: {summary(result['test'])}")
     return 0

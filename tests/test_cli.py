@@ -52,7 +52,8 @@ def test_train_writes_checkpoint_and_json_then_resumes_and_evaluates(tmp_path, c
     evaluated = json.loads(ckpt.with_suffix(".eval-test.json").read_text())
     assert evaluated["iteration"] == 4
     assert evaluated["result"]["num_tasks"] == 7 and evaluated["result"]["inner_steps"] == 2
-    assert "test (7 tasks, 2 steps): loss" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "test: 7 tasks, 2 steps: loss" in printed and "accuracy" not in printed
 
 
 def test_evaluate_refuses_an_incompatible_checkpoint(tmp_path):
