@@ -40,7 +40,9 @@ EXECUTIONS = ("loop", "functional", "vmap")
 GRADIENT_RTOL = 1e-8  # in float64 (float32 rounding alone reaches 1e-4 through batch norm)
 
 
-def workload(workload: str, meta_batch: int, inner_steps: int, first_order: bool, execution: str):
+def workload(
+    workload: str, meta_batch: int, inner_steps: int, first_order: bool, execution: str
+) -> tuple[MAML, dict[str, torch.Tensor], Episode]:
     """The algorithm and one batch of tasks of a named workload (fixed seed)."""
     g = torch.Generator().manual_seed(0)
     if workload == "omniglot-5w1s":
