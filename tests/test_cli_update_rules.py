@@ -43,7 +43,7 @@ def test_train_then_evaluate_each_update_rule(algorithm, kind, tmp_path, monkeyp
     assert main(["evaluate", "--checkpoint", str(ckpt), "--tasks", "3", "--inner-steps", "1"]) == 0
     evaluated = json.loads(ckpt.with_suffix(".eval-test.json").read_text())
     assert evaluated["result"]["num_tasks"] == 3 and evaluated["result"]["inner_steps"] == 1
-    assert "test (3 tasks, 1 steps): loss" in capsys.readouterr().out
+    assert "test: 3 tasks, 1 steps: loss" in capsys.readouterr().out
 
 
 def test_maml_keeps_its_default_checkpoint_name(tmp_path, monkeypatch):
