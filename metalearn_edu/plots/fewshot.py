@@ -66,7 +66,7 @@ def draw_accuracy_curves(
     ax.set_xlabel("meta-iteration")
     ax.set_ylabel("query accuracy")
     ax.set_title(f"meta-training (moving average over {min(window, len(iterations))} iterations)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="center right")
     ax.grid(alpha=0.3)
     return fig
 
