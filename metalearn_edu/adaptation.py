@@ -24,9 +24,9 @@ import torch
 from torch import Tensor
 
 from metalearn_edu.algorithms.maml import MAML
+from metalearn_edu.evaluation import meta_test_tasks
 from metalearn_edu.inner_loop import Params, adapt
 from metalearn_edu.losses import accuracy
-from metalearn_edu.models.base import check_episode
 from metalearn_edu.tasks.episode import TaskDistribution
 
 
@@ -67,47 +67,42 @@ def accuracy_by_steps(
     """Per-task query accuracy after 0, 1, ..., ``max_steps`` test-time inner steps, as a float64
     tensor ``[num_tasks, max_steps + 1]``.
 
-    Tasks come from ``tasks.sample`` in batches of ``batch_size`` with a generator seeded by
-    ``seed``, as in :func:`metalearn_edu.evaluation.evaluate`, so both see the same tasks.
+    The tasks are :func:`metalearn_edu.evaluation.meta_test_tasks`, as for
+    :func:`metalearn_edu.evaluation.evaluate`, so both see the same tasks.
     """
-    if num_tasks < 1 or batch_size < 1 or max_steps < 0:
-        raise ValueError(
-            f"num_tasks and batch_size must be positive and max_steps >= 0, "
-            f"got {num_tasks}, {batch_size}, {max_steps}."
-        )
-    generator = torch.Generator().manual_seed(seed)
+    if max_steps < 0:
+        raise ValueError(f"max_steps must be >= 0, got {max_steps}.")
     params = {n: p.detach() for n, p in meta_params.items()}
-    dtype = next(iter(params.values())).dtype
-    device = next(iter(params.values())).device
+    first = next(iter(params.values()))
     rows: list[Tensor] = []
-    done = 0
-    while done < num_tasks:
-        episode = tasks.sample(min(batch_size, num_tasks - done), generator=generator)
-        episode = episode.to(device, dtype)
-        check_episode(algorithm.model, episode)
-        for i in range(episode.num_tasks):
-            sx, sy = episode.support_x[i], episode.support_y[i]
-            qx, qy = episode.query_x[i], episode.query_y[i]
-            base, inner_lr = algorithm.split({n: p.clone() for n, p in params.items()})
-            current = {n: p.requires_grad_() for n, p in base.items()}
+    for sx, sy, qx, qy in meta_test_tasks(
+        algorithm.model,
+        tasks,
+        num_tasks,
+        batch_size=batch_size,
+        seed=seed,
+        device=first.device,
+        dtype=first.dtype,
+    ):
+        base, inner_lr = algorithm.split({n: p.clone() for n, p in params.items()})
+        current = {n: p.requires_grad_() for n, p in base.items()}
 
-            def support_loss(p: Params, sx: Tensor = sx, sy: Tensor = sy) -> Tensor:
-                return algorithm.loss_fn(algorithm.model.forward(p, sx), sy)
+        def support_loss(p: Params, sx: Tensor = sx, sy: Tensor = sy) -> Tensor:
+            return algorithm.loss_fn(algorithm.model.forward(p, sx), sy)
 
-            row = []
-            for step in range(max_steps + 1):
-                if step > 0:
-                    with torch.enable_grad():
-                        current = adapt(
-                            support_loss,
-                            current,
-                            inner_lr=inner_lr,
-                            inner_steps=1,
-                            first_order=True,
-                            adapt_names=algorithm.adapt_names,
-                        )
-                with torch.no_grad():
-                    row.append(accuracy(algorithm.model.forward(current, qx, context=sx), qy))
-            rows.append(torch.stack(row))
-        done += episode.num_tasks
+        row = []
+        for step in range(max_steps + 1):
+            if step > 0:
+                with torch.enable_grad():
+                    current = adapt(
+                        support_loss,
+                        current,
+                        inner_lr=inner_lr,
+                        inner_steps=1,
+                        first_order=True,
+                        adapt_names=algorithm.adapt_names,
+                    )
+            with torch.no_grad():
+                row.append(accuracy(algorithm.model.forward(current, qx, context=sx), qy))
+        rows.append(torch.stack(row))
     return torch.stack(rows).double()

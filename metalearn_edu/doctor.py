@@ -37,8 +37,9 @@ def omniglot_status() -> Finding:
     from metalearn_edu.data.omniglot import locate_archives
 
     advice = (
-        "notebook 05 on needs it: it is downloaded on first use when the internet is reachable; "
-        f"offline, put {' and '.join(ARCHIVES)} in a folder and set {config.OMNIGLOT_ENV} to it"
+        "notebooks 01 and 05 on need it: it is downloaded on first use when the internet is "
+        f"reachable; offline, put {' and '.join(ARCHIVES)} in a folder and set "
+        f"{config.OMNIGLOT_ENV} to it"
     )
     try:
         found = locate_archives(download_missing=False)

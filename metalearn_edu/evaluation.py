@@ -9,6 +9,7 @@ The number of test-time inner steps may differ from training's (the MAML paper t
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -16,7 +17,7 @@ from torch import Tensor
 from metalearn_edu.algorithms.maml import MAML
 from metalearn_edu.inner_loop import Params
 from metalearn_edu.losses import accuracy
-from metalearn_edu.models.base import check_episode
+from metalearn_edu.models.base import FunctionalModel, check_episode
 from metalearn_edu.tasks.episode import TaskDistribution
 
 
@@ -25,6 +26,36 @@ def mean_and_ci95(values: Tensor) -> tuple[float, float]:
     values = values.double()
     std = values.std(unbiased=False).item() if values.numel() > 1 else 0.0
     return values.mean().item(), 1.96 * std / math.sqrt(values.numel())
+
+
+def meta_test_tasks(
+    model: FunctionalModel,
+    tasks: TaskDistribution,
+    num_tasks: int,
+    *,
+    batch_size: int = 25,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """The ``num_tasks`` test tasks, one at a time, as ``(support_x, support_y, query_x, query_y)``.
+
+    They are sampled in batches of ``batch_size`` from a generator seeded with ``seed``, so every
+    evaluation with the same ``seed`` and ``batch_size`` sees the same tasks.
+    """
+    if num_tasks < 1 or batch_size < 1:
+        raise ValueError(
+            f"num_tasks and batch_size must be positive, got {num_tasks}, {batch_size}."
+        )
+    generator = torch.Generator().manual_seed(seed)
+    done = 0
+    while done < num_tasks:
+        episode = tasks.sample(min(batch_size, num_tasks - done), generator=generator)
+        episode = episode.to(device, dtype)
+        check_episode(model, episode)
+        for i in range(episode.num_tasks):
+            yield episode.support_x[i], episode.support_y[i], episode.query_x[i], episode.query_y[i]
+        done += episode.num_tasks
 
 
 def evaluate(
@@ -43,12 +74,7 @@ def evaluate(
     Returns the post-adaptation query ``loss``/``accuracy`` with ``*_ci95`` half-widths, and the
     same for the unadapted model (``pre_*``). Accuracy is NaN for regression.
     """
-    if num_tasks < 1 or batch_size < 1:
-        raise ValueError(
-            f"num_tasks and batch_size must be positive, got {num_tasks}, {batch_size}."
-        )
     steps = algorithm.inner_steps if inner_steps is None else inner_steps
-    generator = torch.Generator().manual_seed(seed)
     params = {n: p.detach() for n, p in meta_params.items()}
     dtype = next(iter(params.values())).dtype
     columns: dict[str, list[Tensor]] = {
@@ -57,27 +83,27 @@ def evaluate(
         "pre_loss": [],
         "pre_accuracy": [],
     }
-    done = 0
-    while done < num_tasks:
-        episode = tasks.sample(min(batch_size, num_tasks - done), generator=generator)
-        episode = episode.to(device, dtype)
-        check_episode(algorithm.model, episode)
-        for i in range(episode.num_tasks):
-            sx, sy = episode.support_x[i], episode.support_y[i]
-            qx, qy = episode.query_x[i], episode.query_y[i]
-            with torch.no_grad():
-                base, _ = algorithm.split(params)
-                before = algorithm.model.forward(base, qx, context=sx)
-            leaves = {n: p.requires_grad_() for n, p in _fresh(params).items()}
-            with torch.enable_grad():
-                adapted = algorithm.adapt(leaves, sx, sy, inner_steps=steps, first_order=True)
-            with torch.no_grad():
-                after = algorithm.model.forward(adapted, qx, context=sx)
-                columns["loss"].append(algorithm.loss_fn(after, qy))
-                columns["accuracy"].append(accuracy(after, qy))
-                columns["pre_loss"].append(algorithm.loss_fn(before, qy))
-                columns["pre_accuracy"].append(accuracy(before, qy))
-        done += episode.num_tasks
+    for sx, sy, qx, qy in meta_test_tasks(
+        algorithm.model,
+        tasks,
+        num_tasks,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        dtype=dtype,
+    ):
+        with torch.no_grad():
+            base, _ = algorithm.split(params)
+            before = algorithm.model.forward(base, qx, context=sx)
+        leaves = {n: p.requires_grad_() for n, p in _fresh(params).items()}
+        with torch.enable_grad():
+            adapted = algorithm.adapt(leaves, sx, sy, inner_steps=steps, first_order=True)
+        with torch.no_grad():
+            after = algorithm.model.forward(adapted, qx, context=sx)
+            columns["loss"].append(algorithm.loss_fn(after, qy))
+            columns["accuracy"].append(accuracy(after, qy))
+            columns["pre_loss"].append(algorithm.loss_fn(before, qy))
+            columns["pre_accuracy"].append(accuracy(before, qy))
     result: dict[str, float] = {"num_tasks": num_tasks, "inner_steps": steps}
     for name, values in columns.items():
         result[name], result[f"{name}_ci95"] = mean_and_ci95(torch.stack(values))

@@ -127,3 +127,18 @@ def test_ci95_is_1_96_std_over_sqrt_n_as_in_the_maml_code():
     mean, ci = mean_and_ci95(values)
     expected = 1.96 * np.std(values.numpy().astype(np.float64)) / np.sqrt(5)
     assert mean == pytest.approx(0.93) and ci == pytest.approx(expected, rel=1e-12)
+
+
+def test_evaluate_refuses_empty_settings_and_draws_the_same_tasks_for_the_same_seed():
+    maml = MAML(sinusoid_mlp(), inner_lr=0.01, inner_steps=1)
+    params = maml.init_meta_params(torch.Generator().manual_seed(0))
+    tasks = SinusoidTasks(support_size=5, query_size=5)
+    for bad in ({"num_tasks": 0}, {"batch_size": 0}):
+        with pytest.raises(ValueError, match="num_tasks and batch_size must be positive"):
+            evaluate(maml, params, tasks, **{"num_tasks": 3, **bad})
+    first = evaluate(maml, params, tasks, num_tasks=7, batch_size=3, seed=5)
+    again = evaluate(maml, params, tasks, num_tasks=7, batch_size=3, seed=5)
+    other = evaluate(maml, params, tasks, num_tasks=7, batch_size=3, seed=6)
+    losses = [{k: v for k, v in r.items() if "accuracy" not in k} for r in (first, again)]
+    assert losses[0] == losses[1] and first["pre_loss"] != other["pre_loss"]
+    assert math.isnan(first["accuracy"])  # regression: no accuracy
