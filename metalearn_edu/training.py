@@ -162,8 +162,14 @@ def meta_train(
     config = dict(config or {})
     train, validation = state.history["train"], state.history["validation"]
 
+    # At most two redraws a second: a notebook front end (and nbval, which reads a cell's messages
+    # only when it ends) must not be flooded with one message per iteration.
     bar = tqdm(
-        total=iterations, initial=state.iteration, disable=not progress, desc="meta-training"
+        total=iterations,
+        initial=state.iteration,
+        disable=not progress,
+        desc="meta-training",
+        mininterval=0.5,
     )
     while state.iteration < iterations:
         iteration = state.iteration
@@ -179,7 +185,9 @@ def meta_train(
         for key in TRAIN_COLUMNS[1:]:
             train[key].append(metrics[key])
         bar.update(1)
-        bar.set_postfix(pre=f"{metrics['pre_loss']:.3f}", post=f"{metrics['post_loss']:.3f}")
+        bar.set_postfix(
+            pre=f"{metrics['pre_loss']:.3f}", post=f"{metrics['post_loss']:.3f}", refresh=False
+        )
 
         last = state.iteration == iterations
         if (

@@ -142,3 +142,11 @@ def test_evaluate_refuses_empty_settings_and_draws_the_same_tasks_for_the_same_s
     losses = [{k: v for k, v in r.items() if "accuracy" not in k} for r in (first, again)]
     assert losses[0] == losses[1] and first["pre_loss"] != other["pre_loss"]
     assert math.isnan(first["accuracy"])  # regression: no accuracy
+
+
+def test_progress_bar_redraws_are_rate_limited(capsys):
+    """One redraw per iteration floods a notebook front end (and nbval drops the messages)."""
+    maml = MAML(MLP((1, 8, 1)), inner_lr=0.01, inner_steps=1)
+    meta_train(maml, SinusoidTasks(5, 5), 300, meta_batch_size=2, seed=0, progress=True)
+    redraws = capsys.readouterr().err.count("\r")
+    assert 0 < redraws < 30, f"{redraws} redraws for 300 iterations"
