@@ -20,13 +20,13 @@ The three executions compute the same meta-gradient (``tests/test_maml.py`` chec
 (c) ``"vmap"``: (b)'s per-task gradient function, ``torch.func.vmap``-ed over the task dimension.
 
 ``execution="auto"`` picks per device and model, from ``python -m metalearn_edu.bench``
-(``data/benchmarks/maml_cpu.json``: a 2-core CPU shared with other jobs, one thread, float32):
+(``data/benchmarks/maml_cpu.json``: a 2-core CPU, one thread, float32):
 
-- Conv4 on a CPU (Omniglot 5-way 1-shot, meta-batch 8): vmap needs 2.9 to 4.4 times the loop's
-  peak memory (1.0-1.4 GB against 0.30-0.35 GB) and is not reliably faster (0.6x to 1.1x the
-  loop's speed across 1 and 5 steps, first and second order): the loop.
-- MLP on a CPU (sinusoid, meta-batch 25): vmap is 4x (first order) to 6x (second order) faster
-  than the loop. It costs about 70 MB once (torch.func's own, the same for 25 or 200 tasks,
+- Conv4 on a CPU (Omniglot 5-way 1-shot, meta-batch 8): vmap needs 3.3 to 4.1 times the loop's
+  peak memory (1.0-1.4 GB against 0.29-0.35 GB) and is no faster (0.75x to 0.97x the loop's
+  speed across 1 and 5 steps, first and second order): the loop.
+- MLP on a CPU (sinusoid, meta-batch 25): vmap is 4.5x (first order) to 6.4x (second order)
+  faster than the loop. It costs about 70 MB once (torch.func's own, the same for 25 or 200 tasks,
   also paid by "functional"): vmap.
 - On a GPU, vmap (the issue's H200 figures: 22 it/s against 1.85 for a per-task loop, at 6.1 GB
   against 0.15 GB; not measured by this library yet).
