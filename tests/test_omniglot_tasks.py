@@ -156,3 +156,17 @@ def test_bench_fallback_training_step_runs(data):
     sampler = OmniglotTasks("train", 3, 1, 1, convention="lake", data=data)
     step = _step_with_torch_func(ways=3, inner_steps=1, inner_lr=0.4)
     step(sampler.sample(2, torch.Generator().manual_seed(0)))  # a second-order step, no error
+
+
+def test_splits_load_the_cache_with_the_requested_preprocessing(data, monkeypatch):
+    import metalearn_edu.tasks.omniglot as module
+
+    calls = []
+
+    def fake_load(root=None, cache_dir=None, resize="lanczos"):
+        calls.append(resize)
+        return data
+
+    monkeypatch.setattr(module, "load_omniglot", fake_load)
+    splits = omniglot_splits(convention="lake", resize="maml-code")
+    assert calls == ["maml-code"] and set(splits) == {"train", "val", "test"}

@@ -154,7 +154,10 @@ def omniglot_splits(
     **kwargs,
 ) -> dict[str, OmniglotTasks]:
     """The train, val and test samplers of one convention, sharing one loaded cache."""
-    data = kwargs.pop("data", None) or load_omniglot(root, cache_dir=kwargs.pop("cache_dir", None))
+    data = kwargs.pop("data", None)
+    if data is None:  # load once, with the same preprocessing the samplers are asked for
+        cache_dir = kwargs.pop("cache_dir", None)
+        data = load_omniglot(root, cache_dir=cache_dir, resize=kwargs.get("resize", "lanczos"))
     return {
         s: OmniglotTasks(s, ways, shots, queries, rotations, convention, data=data, **kwargs)
         for s in SPLITS
