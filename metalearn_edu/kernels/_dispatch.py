@@ -1,0 +1,68 @@
+"""When a Triton kernel runs, and when its PyTorch reference does.
+
+Every kernel in :mod:`metalearn_edu.kernels` comes as a pair: a PyTorch *reference* (plain tensor
+code, the definition a test compares against) and a Triton kernel wrapped in an autograd function.
+The kernel runs when
+
+- Triton can be imported,
+- it is not switched off: ``METALEARN_EDU_TRITON=0`` in the environment, or ``use_triton=False``
+  passed to the call, and
+- the tensors are on a CUDA device, or they are on the CPU and ``TRITON_INTERPRET=1`` is set
+  (Triton's interpreter runs the kernel's Python body with NumPy; this is how the test suite and
+  notebook 09 check every kernel on a machine without a GPU).
+
+Otherwise the reference runs. ``TRITON_INTERPRET`` is read by ``triton.jit`` when a kernel module is
+imported, so set it before importing :mod:`metalearn_edu.kernels`.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+
+from torch import Tensor
+
+ENV_SWITCH = "METALEARN_EDU_TRITON"
+
+
+@functools.cache
+def triton_available() -> bool:
+    """Whether the ``triton`` package can be imported (it ships for Linux only)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def interpreting() -> bool:
+    """Whether Triton kernels run in the interpreter (``TRITON_INTERPRET=1``), on CPU tensors."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def use_triton(*tensors: Tensor, use_triton: bool | None = None) -> bool:
+    """Decide whether the Triton kernel runs for ``tensors`` (see the module docstring).
+
+    ``use_triton=True`` asks for the kernel and raises a ``RuntimeError`` that says why when it
+    cannot run; ``False`` forces the reference; ``None`` (the default) picks automatically.
+    """
+    if use_triton is False:
+        return False
+    reason = _why_not(tensors)
+    if reason is None:
+        return True
+    if use_triton:
+        raise RuntimeError(f"the Triton kernel cannot run here: {reason}.")
+    return False
+
+
+def _why_not(tensors: tuple[Tensor, ...]) -> str | None:
+    if os.environ.get(ENV_SWITCH, "1") == "0":
+        return f"{ENV_SWITCH}=0 is set"
+    if not triton_available():
+        return "triton is not installed (pip install triton; Linux only)"
+    devices = {t.device.type for t in tensors}
+    if devices == {"cuda"}:
+        return None
+    if devices == {"cpu"}:
+        if interpreting():
+            return None
+        return "the tensors are on the CPU; set TRITON_INTERPRET=1 before importing to interpret"
+    return f"the tensors are on {sorted(devices)}; the kernels need all of them on one CUDA device"
