@@ -88,13 +88,19 @@ def cell_update(theta: Tensor, grad: Tensor, f: Tensor, i: Tensor) -> Tensor:
 
 def gates(params: Params, h: Tensor, state: MetaLearnerState) -> tuple[Tensor, Tensor]:
     """f_t and i_t ``[n]`` from layer 1's output ``h [n, hidden]``, θ_{t−1} and f_{t−1}, i_{t−1}."""
-    theta = state.theta.unsqueeze(-1)
+    hidden = h.shape[-1]
+    w_f, w_i = params["cell.W_F"], params["cell.W_I"]
+    # W · [h, θ, previous gate] as three terms: no [n, hidden + 2] copy of h for each gate
     f = torch.sigmoid(
-        torch.cat([h, theta, state.f.unsqueeze(-1)], dim=-1) @ params["cell.W_F"]
+        h @ w_f[:hidden]
+        + w_f[hidden] * state.theta
+        + w_f[hidden + 1] * state.f
         + params["cell.b_F"]
     )
     i = torch.sigmoid(
-        torch.cat([h, theta, state.i.unsqueeze(-1)], dim=-1) @ params["cell.W_I"]
+        h @ w_i[:hidden]
+        + w_i[hidden] * state.theta
+        + w_i[hidden + 1] * state.i
         + params["cell.b_I"]
     )
     return f, i
