@@ -4,7 +4,8 @@
   learner's parameter vector (eq. 2);
 - :mod:`.algorithm`: :class:`MetaLSTM`, episodes, the meta-gradient (clipped to norm 0.25) and
   the interface :func:`~metalearn_edu.training.meta_train` and
-  :func:`~metalearn_edu.evaluation.evaluate` expect.
+  :func:`~metalearn_edu.evaluation.evaluate` expect;
+- :mod:`.analysis`: the gates as a learned schedule over many tasks, and SGD as pinned gates.
 """
 
 from metalearn_edu.meta_lstm.algorithm import (
@@ -13,6 +14,7 @@ from metalearn_edu.meta_lstm.algorithm import (
     MetaLSTMTrace,
     gates_by_parameter,
 )
+from metalearn_edu.meta_lstm.analysis import gate_schedule, pin_gates
 from metalearn_edu.meta_lstm.cell import (
     MetaLearnerState,
     cell_update,
@@ -28,9 +30,11 @@ __all__ = [
     "MetaLSTMTrace",
     "MetaLearnerState",
     "cell_update",
+    "gate_schedule",
     "gates",
     "gates_by_parameter",
     "init_meta_learner",
     "initial_state",
     "meta_learner_step",
+    "pin_gates",
 ]
