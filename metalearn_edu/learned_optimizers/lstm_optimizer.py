@@ -80,15 +80,29 @@ class LSTMOptimizer:
         return flat.unsqueeze(-1) if self.p is None else log_sign(flat, self.p)
 
     def step(
-        self, params: Params, grad: Tensor, state: OptimizerState
+        self,
+        params: Params,
+        grad: Tensor,
+        state: OptimizerState,
+        *,
+        use_triton: bool | None = None,
     ) -> tuple[Tensor, OptimizerState]:
-        """g_t and h_{t+1} from ∇_t (any shape; each entry is one coordinate) and h_t (eq. 1)."""
+        """g_t and h_{t+1} from ∇_t (any shape; each entry is one coordinate) and h_t (eq. 1).
+
+        Two layers in float32 on a GPU run as one fused Triton kernel
+        (:mod:`metalearn_edu.kernels.lstm_optimizer_step`, same results to float32 rounding);
+        ``use_triton=False`` or ``METALEARN_EDU_TRITON=0`` keeps the PyTorch code below."""
         if len(state) != self.layers or state[0][0].shape[0] != grad.numel():
             raise ValueError(
                 f"the state holds {state[0][0].shape[0] if state else 0} coordinates in "
                 f"{len(state)} layers, but the gradient has {grad.numel()} entries and the "
                 f"optimizer {self.layers} layers (use initial_state)."
             )
+        # imported here: the kernels module imports this one (its reference)
+        from metalearn_edu.kernels import lstm_optimizer_step as fused
+
+        if fused.fused_step_applies(self, params, grad, state, use_triton=use_triton):
+            return fused.lstm_optimizer_step_triton(self, params, grad, state)
         x = self.features(grad)
         new_state = []
         for layer in range(self.layers):

@@ -107,16 +107,31 @@ def gates(params: Params, h: Tensor, state: MetaLearnerState) -> tuple[Tensor, T
 
 
 def meta_learner_step(
-    params: Params, state: MetaLearnerState, loss: Tensor, grad: Tensor, p: float = P_PAPER
+    params: Params,
+    state: MetaLearnerState,
+    loss: Tensor,
+    grad: Tensor,
+    p: float = P_PAPER,
+    *,
+    use_triton: bool | None = None,
 ) -> MetaLearnerState:
     """One learner update: the learner's loss (a scalar) and gradient ``[n]`` at θ_{t−1} in,
     the next state (whose ``theta`` is θ_t) out. ``loss`` and ``grad`` should be constants
-    (detached), as in the official code."""
+    (detached), as in the official code.
+
+    In float32 on a GPU the whole step runs as one fused Triton kernel
+    (:mod:`metalearn_edu.kernels.meta_lstm_step`, same results to float32 rounding);
+    ``use_triton=False`` or ``METALEARN_EDU_TRITON=0`` keeps the PyTorch code below."""
     if grad.shape != state.theta.shape:
         raise ValueError(
             f"the gradient has shape {tuple(grad.shape)} but the learner has "
             f"{tuple(state.theta.shape)} parameters."
         )
+    # imported here: the kernels module imports this one (its reference)
+    from metalearn_edu.kernels import meta_lstm_step as fused
+
+    if fused.fused_step_applies(params, state, loss, grad, use_triton=use_triton):
+        return fused.meta_lstm_step_triton(params, state, loss, grad, p)
     n = grad.shape[0]
     x = torch.cat([log_sign(loss.reshape(1), p).expand(n, 2), log_sign(grad, p)], dim=-1)
     h, c = lstm_cell(params, x, (state.h, state.c), prefix="lstm.")
