@@ -118,8 +118,11 @@ def fused_inner_update(params: Params, grads: Params, inner_lr: InnerLR) -> Para
     if isinstance(inner_lr, Mapping):
         alphas = [inner_lr[n] for n in names]
     else:
-        first = grads[names[0]]
-        alphas = [_constant(float(inner_lr), first.dtype, first.device)] * len(names)
+        constants: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+        for g in (grads[n] for n in names):  # α in each gradient's dtype, as PyTorch rounds it
+            if (g.dtype, g.device) not in constants:
+                constants[g.dtype, g.device] = _constant(float(inner_lr), g.dtype, g.device)
+        alphas = [constants[grads[n].dtype, grads[n].device] for n in names]
     outputs = _InnerUpdate.apply(
         len(names), *(params[n] for n in names), *(grads[n] for n in names), *alphas
     )
@@ -181,10 +184,10 @@ def _role(shape: tuple[int, ...], lead: tuple[int, ...], own: tuple[int, ...]) -
     padded = (1,) * (len(out) - len(shape)) + shape
     if padded == out:
         return "full"
-    if math.prod(shape) == 1:
-        return "scalar"
     if padded == (1,) * len(lead) + own:
         return "shared"
+    if math.prod(shape) == 1:
+        return "scalar"
     if padded == lead + (1,) * len(own):
         return "row"
     return None
