@@ -36,13 +36,24 @@ def check_inner_settings(inner_lr: InnerLR, inner_steps: int) -> None:
             raise ValueError(f"inner_lr must be a positive finite number, got {inner_lr!r}.")
 
 
-def sgd_step(params: Params, grads: Params, inner_lr: InnerLR) -> Params:
-    """One step θ − α ∘ g on the parameters named in ``grads``; the others pass through."""
-    updated = dict(params)
-    for name, g in grads.items():
-        lr = inner_lr[name] if isinstance(inner_lr, dict) else inner_lr
-        updated[name] = params[name] - lr * g
-    return updated
+def sgd_step(
+    params: Params, grads: Params, inner_lr: InnerLR, *, use_triton: bool | None = None
+) -> Params:
+    """One step θ − α ∘ g on the parameters named in ``grads``; the others pass through.
+
+    On CUDA tensors the step is one fused Triton launch for all parameters (and, under ``vmap``,
+    all tasks): :mod:`metalearn_edu.kernels.inner_update`, equal to its PyTorch reference. Pass
+    ``use_triton=False`` or set ``METALEARN_EDU_TRITON=0`` to run PyTorch; ``True`` requires the
+    kernel (on the CPU it then needs ``TRITON_INTERPRET=1``). Elsewhere, and while
+    ``torch.compile`` traces (it fuses the reference itself), PyTorch runs.
+    """
+    from metalearn_edu.kernels.inner_update import inner_update
+
+    if use_triton is None and (
+        torch.compiler.is_compiling() or any(g.device.type != "cuda" for g in grads.values())
+    ):
+        use_triton = False
+    return inner_update(params, grads, inner_lr, use_triton=use_triton)
 
 
 def adapt(
