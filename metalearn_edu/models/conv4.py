@@ -101,12 +101,28 @@ class Conv4:
         params["head.bias"] = torch.zeros(self.ways)
         return params
 
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        """The layers :meth:`layer_outputs` returns, input to output: four blocks, then the head."""
+        return ("block0", "block1", "block2", "block3", "head")
+
     def forward(self, params: Params, x: Tensor, context: Tensor | None = None) -> Tensor:
+        return self.layer_outputs(params, x, context)["head"]
+
+    def layer_outputs(
+        self, params: Params, x: Tensor, context: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """Every layer's output for ``x``: ``blockI`` after its ReLU (and max-pool),
+        ``[n, C, H, W]``, and ``head``, the logits ``[n, ways]``; ``forward`` is the ``head`` entry.
+        These are the representations that Raghu et al. (2020) compare before and after the inner
+        loop.
+        """
         # Non-transductive: run the support set alongside; statistics come from its rows only.
         n_context = 0
         if not self.transductive and context is not None:
             n_context = context.shape[0]
             x = torch.cat([context, x])
+        outputs: dict[str, Tensor] = {}
         for i in range(4):
             w, b = params[f"block{i}.conv.weight"], params[f"block{i}.conv.bias"]
             if self.downsample == "stride":
@@ -122,6 +138,8 @@ class Conv4:
             x = torch.relu(x)
             if self.downsample == "maxpool":
                 x = F.max_pool2d(x, 2)
+            outputs[f"block{i}"] = x[n_context:]
         features = x.mean(dim=(-2, -1)) if self.downsample == "stride" else x.flatten(1)
         logits = F.linear(features, params["head.weight"], params["head.bias"])
-        return logits[n_context:]
+        outputs["head"] = logits[n_context:]
+        return outputs
