@@ -10,7 +10,7 @@ from metalearn_edu.kernels._dispatch import interpreting, triton_available, use_
 
 # The LSTM kernels' references are the library's own learned optimizer and Meta-LSTM, which in
 # turn call the kernels: their names are imported on first use, so that importing this package
-# (as the inner loop does) does not import those higher layers.
+# (as the inner loop does) does not import those higher layers, nor Triton.
 _LAZY = {
     "LSTMOptimizerStep": "lstm_optimizer_step",
     "lstm_optimizer_step_reference": "lstm_optimizer_step",
@@ -18,6 +18,9 @@ _LAZY = {
     "MetaLSTMStep": "meta_lstm_step",
     "meta_lstm_step_reference": "meta_lstm_step",
     "meta_lstm_step_triton": "meta_lstm_step",
+    "inner_update": "inner_update",
+    "inner_update_reference": "inner_update",
+    "fused_inner_update": "inner_update",
 }
 
 
