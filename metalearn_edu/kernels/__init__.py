@@ -18,7 +18,6 @@ _LAZY = {
     "MetaLSTMStep": "meta_lstm_step",
     "meta_lstm_step_reference": "meta_lstm_step",
     "meta_lstm_step_triton": "meta_lstm_step",
-    "inner_update": "inner_update",
     "inner_update_reference": "inner_update",
     "fused_inner_update": "inner_update",
 }
