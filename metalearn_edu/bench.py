@@ -1,5 +1,10 @@
 """``python -m metalearn_edu.bench``: one MAML meta-iteration, timed side by side for each
-execution (the per-task ``loop``, ``functional`` and ``vmap``; see ``algorithms/maml.py``).
+execution (the per-task ``loop``, ``functional``, ``vmap`` and, with ``--executions``, the
+``compiled`` vmap; see ``algorithms/maml.py``).
+
+``--memory-vs-steps`` instead measures second-order MAML on Omniglot against the number of inner
+steps, with and without gradient checkpointing of the inner loop (``checkpoint_inner``): peak
+memory and time per meta-iteration, after checking that both give the same float64 meta-gradient.
 
 Workloads (MAML paper): Omniglot 5-way 1-shot with 15 queries per class, the stride-2 Conv4,
 meta-batch 32 (``--meta-batch`` shrinks it on a CPU), 1 and 5 inner steps, second and first
@@ -36,17 +41,23 @@ from metalearn_edu.algorithms import MAML, choose_execution
 from metalearn_edu.models import Conv4, sinusoid_mlp
 from metalearn_edu.tasks.episode import Episode
 
-EXECUTIONS = ("loop", "functional", "vmap")
+EXECUTIONS = ("loop", "functional", "vmap")  # the default; "compiled" is added on request
 GRADIENT_RTOL = 1e-8  # in float64 (float32 rounding alone reaches 1e-4 through batch norm)
 
 
 def workload(
-    workload: str, meta_batch: int, inner_steps: int, first_order: bool, execution: str
+    workload: str,
+    meta_batch: int,
+    inner_steps: int,
+    first_order: bool,
+    execution: str,
+    checkpoint_inner: bool = False,
 ) -> tuple[MAML, dict[str, torch.Tensor], Episode]:
     """The algorithm and one batch of tasks of a named workload (fixed seed)."""
     g = torch.Generator().manual_seed(0)
-    if workload == "omniglot-5w1s":
-        ways, shots, queries = 5, 1, 15
+    if workload.startswith("omniglot-"):  # "omniglot-<ways>w<shots>s", 15 queries per class
+        ways, shots = (int(v) for v in workload.removeprefix("omniglot-").rstrip("s").split("w"))
+        queries = 15
         model = Conv4(ways=ways)
         labels = torch.arange(ways)
         episode = Episode(
@@ -55,7 +66,7 @@ def workload(
             torch.rand(meta_batch, ways * queries, 1, 28, 28, generator=g),
             labels.repeat_interleave(queries).expand(meta_batch, -1).contiguous(),
         )
-        inner_lr = 0.4
+        inner_lr = 0.4 if ways == 5 else 0.1
     elif workload == "sinusoid":
         from metalearn_edu.tasks.sinusoid import SinusoidTasks
 
@@ -64,7 +75,14 @@ def workload(
         inner_lr = 0.01
     else:
         raise ValueError(f"unknown workload {workload!r}")
-    algorithm = MAML(model, inner_lr, inner_steps, first_order, execution=execution)
+    algorithm = MAML(
+        model,
+        inner_lr,
+        inner_steps,
+        first_order,
+        execution=execution,
+        checkpoint_inner=checkpoint_inner,
+    )
     params = algorithm.init_meta_params(torch.Generator().manual_seed(1))
     return algorithm, params, episode
 
@@ -88,16 +106,22 @@ def variants(meta_batch_omniglot: int) -> list[dict[str, Any]]:
     return out
 
 
-def check_gradients(spec: dict[str, Any], device: str) -> dict[str, float]:
-    """Each execution's float64 meta-gradient against the loop's: max|g − g_loop| / max|g_loop|."""
+def check_gradients(
+    spec: dict[str, Any], device: str, executions: tuple[str, ...] = EXECUTIONS
+) -> dict[str, float]:
+    """Each execution's float64 meta-gradient against the loop's: max|g − g_loop| / max|g_loop|.
+
+    An execution named ``"loop+checkpoint"`` is the loop with ``checkpoint_inner=True``.
+    """
     grads = {}
-    for execution in EXECUTIONS:
-        algorithm, params, episode = workload(**spec, execution=execution)
+    executions = ("loop", *(e for e in executions if e != "loop"))
+    for execution in executions:
+        algorithm, params, episode = workload(**spec, **_execution_args(execution))
         params = {n: p.to(device, torch.float64) for n, p in params.items()}
         grads[execution], _ = algorithm.meta_gradient(params, episode.to(device, torch.float64))
     scale = max(g.abs().max().item() for g in grads["loop"].values())
     diffs = {}
-    for execution in EXECUTIONS:
+    for execution in executions:
         diff = max(
             (grads[execution][n] - grads["loop"][n]).abs().max().item() for n in grads["loop"]
         )
@@ -108,6 +132,13 @@ def check_gradients(spec: dict[str, Any], device: str) -> dict[str, float]:
                 f"{diffs[execution]:.2e} (relative); not timing a wrong computation."
             )
     return diffs
+
+
+def _execution_args(execution: str) -> dict[str, Any]:
+    """ "loop+checkpoint" -> the loop with checkpoint_inner=True; others as they are."""
+    if execution == "loop+checkpoint":
+        return {"execution": "loop", "checkpoint_inner": True}
+    return {"execution": execution}
 
 
 def _max_rss_mb() -> float:
@@ -130,7 +161,7 @@ def time_variant(spec: dict[str, Any], execution: str, device: str, repeats: int
     baseline that the others' are compared with.
     """
     algorithm, params, episode = workload(
-        **spec, execution="loop" if execution == "none" else execution
+        **spec, **_execution_args("loop" if execution == "none" else execution)
     )
     params = {n: p.to(device) for n, p in params.items()}
     episode = episode.to(device)
@@ -215,6 +246,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed iterations per variant")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--workloads", default="omniglot-5w1s,sinusoid")
+    parser.add_argument(
+        "--executions",
+        default=",".join(EXECUTIONS),
+        help="comma-separated, from loop, functional, vmap, compiled (default: the first three)",
+    )
+    parser.add_argument(
+        "--memory-vs-steps",
+        metavar="STEPS",
+        help="e.g. 1,2,4,8: second-order MAML against inner steps, with and without "
+        "checkpoint_inner (instead of the execution comparison); give one Omniglot workload, "
+        "e.g. --workloads omniglot-20w5s",
+    )
     parser.add_argument("--output", type=Path, help="JSON file for the figures")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -229,18 +272,125 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    wanted = set(args.workloads.split(","))
     started = time.time()
     machine_info = machine(args.device)  # load average at the start
+    if args.memory_vs_steps:
+        rows = memory_vs_steps(
+            [int(k) for k in args.memory_vs_steps.split(",")],
+            args.meta_batch,
+            args.device,
+            args.repeats,
+            args.threads,
+            workload=args.workloads,
+        )
+        title = f"second-order MAML ({args.workloads}) against inner steps, checkpointed or not"
+    else:
+        executions = tuple(args.executions.split(","))
+        unknown = set(executions) - {"loop", "functional", "vmap", "compiled"}
+        if unknown or "loop" not in executions:
+            parser.error(f"--executions must include loop and name known ones, got {executions}")
+        rows = compare_executions(
+            set(args.workloads.split(",")),
+            executions,
+            args.meta_batch,
+            args.device,
+            args.repeats,
+            args.threads,
+        )
+        title = "one MAML meta-iteration (meta_gradient), by execution"
+    device = torch.device(args.device)
+    report = {
+        "benchmark": title,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info,
+        "versions": {
+            "metalearn_edu": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "device": args.device,
+        "threads": args.threads or torch.get_num_threads(),
+        "repeats": {"omniglot-5w1s": args.repeats, "sinusoid": 20 * args.repeats},
+        "memory_note": (
+            "CPU: maximum resident set of a process that runs the iterations, minus that of an "
+            "identical process that only imports and builds the inputs (a few MB of noise). "
+            "GPU: torch.cuda.max_memory_allocated above what the inputs hold."
+        ),
+        "auto_execution": {
+            "Conv4": choose_execution(Conv4(), device),
+            "MLP": choose_execution(sinusoid_mlp(), device),
+        },
+        "results": rows,
+        "wall_time_s": time.time() - started,
+        "load_average_at_end": os.getloadavg(),
+    }
+    if args.output:
+        from metalearn_edu.checkpoint import atomic_write
+
+        text = json.dumps(report, indent=2) + "\n"
+        atomic_write(args.output, lambda f: f.write(text.encode()))
+        print(f"figures written to {args.output}")
+    return 0
+
+
+def memory_vs_steps(
+    steps: list[int],
+    meta_batch: int,
+    device: str,
+    repeats: int,
+    threads: int | None,
+    workload: str = "omniglot-20w5s",
+) -> list[dict[str, Any]]:
+    """Peak memory and time of second-order MAML for each inner step count, with and without
+    gradient checkpointing of the inner loop (each measured in a fresh process)."""
     rows = []
-    for spec in (s for s in variants(args.meta_batch) if s["workload"] in wanted):
-        diffs = check_gradients(spec, args.device)
+    for k in steps:
+        spec = {
+            "workload": workload,
+            "meta_batch": meta_batch,
+            "inner_steps": k,
+            "first_order": False,
+        }
+        diffs = check_gradients(spec, device, ("loop", "loop+checkpoint"))
+        baseline = _run_worker(spec, "none", device, 0, threads)["max_rss_mb"]
+        for execution in ("loop", "loop+checkpoint"):
+            timing = _run_worker(spec, execution, device, repeats, threads)
+            if "peak_memory_mb" not in timing:
+                timing["peak_memory_mb"] = timing["max_rss_mb"] - baseline
+            row = {
+                **spec,
+                "checkpoint_inner": execution == "loop+checkpoint",
+                **timing,
+                "gradient_rel_diff_vs_loop": diffs[execution],
+            }
+            rows.append(row)
+            print(
+                f"steps={k:<3} checkpoint={row['checkpoint_inner']!s:<5}: "
+                f"{timing['seconds_per_iteration']:7.3f} s/it  "
+                f"peak {timing['peak_memory_mb']:8.1f} MB  grad diff {diffs[execution]:.1e}",
+                flush=True,
+            )
+    return rows
+
+
+def compare_executions(
+    wanted: set[str],
+    executions: tuple[str, ...],
+    meta_batch: int,
+    device: str,
+    repeats: int,
+    threads: int | None,
+) -> list[dict[str, Any]]:
+    """Each workload timed in each execution, with speed and memory relative to the loop."""
+    rows = []
+    for spec in (s for s in variants(meta_batch) if s["workload"] in wanted):
+        diffs = check_gradients(spec, device, executions)
         order = "first" if spec["first_order"] else "second"
         loop = None
-        baseline = _run_worker(spec, "none", args.device, 0, args.threads)["max_rss_mb"]
-        for execution in EXECUTIONS:
-            repeats = args.repeats if spec["workload"] != "sinusoid" else 20 * args.repeats
-            timing = _run_worker(spec, execution, args.device, repeats, args.threads)
+        baseline = _run_worker(spec, "none", device, 0, threads)["max_rss_mb"]
+        for execution in executions:
+            n = repeats if spec["workload"] != "sinusoid" else 20 * repeats
+            timing = _run_worker(spec, execution, device, n, threads)
             if "peak_memory_mb" not in timing:
                 timing["peak_memory_mb"] = timing["max_rss_mb"] - baseline
             loop = loop or timing
@@ -266,38 +416,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"(x{row['memory_vs_loop'] or float('nan'):.2f})  grad diff {diffs[execution]:.1e}",
                 flush=True,
             )
-    device = torch.device(args.device)
-    report = {
-        "benchmark": "one MAML meta-iteration (meta_gradient), by execution",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info,
-        "versions": {
-            "metalearn_edu": __version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
-        "device": args.device,
-        "threads": args.threads or torch.get_num_threads(),
-        "repeats": {"omniglot-5w1s": args.repeats, "sinusoid": 20 * args.repeats},
-        "memory_note": (
-            "CPU: maximum resident set of a process that runs the iterations, minus that of an "
-            "identical process that only imports and builds the inputs (a few MB of noise)."
-        ),
-        "auto_execution": {
-            "Conv4": choose_execution(Conv4(), device),
-            "MLP": choose_execution(sinusoid_mlp(), device),
-        },
-        "results": rows,
-        "wall_time_s": time.time() - started,
-        "load_average_at_end": os.getloadavg(),
-    }
-    if args.output:
-        from metalearn_edu.checkpoint import atomic_write
-
-        text = json.dumps(report, indent=2) + "\n"
-        atomic_write(args.output, lambda f: f.write(text.encode()))
-        print(f"figures written to {args.output}")
-    return 0
+    return rows
 
 
 if __name__ == "__main__":

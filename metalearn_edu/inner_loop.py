@@ -13,6 +13,13 @@ written once and used by every algorithm in the library:
 
 Gradients come from ``torch.autograd.grad`` (``gradient="autograd"``) or from ``torch.func.grad``
 (``gradient="func"``), the latter needed inside ``torch.func`` transforms such as ``vmap``.
+
+Memory: a second-order inner loop keeps every step's graph (the activations of the forward pass
+and of the gradient's own backward pass) until the meta-gradient is taken, so memory grows
+linearly with K. ``checkpoint=True`` (gradient checkpointing, Chen et al. 2016) keeps only each
+step's input θ'_k and recomputes the step's graph when the meta-gradient passes through it
+(:class:`CheckpointedStep`): memory stays flat in K for about one extra forward-and-gradient
+computation per step.
 """
 
 from __future__ import annotations
@@ -65,11 +72,13 @@ def adapt(
     first_order: bool = False,
     adapt_names: Sequence[str] | None = None,
     gradient: str = "autograd",
+    checkpoint: bool = False,
 ) -> Params:
     """Run ``inner_steps`` SGD steps on ``support_loss(params)`` and return the adapted parameters.
 
     With ``gradient="autograd"`` and second order, the parameters to adapt must require grad (or
-    depend on tensors that do), and the graph of each step is kept (``create_graph=True``).
+    depend on tensors that do), and the graph of each step is kept (``create_graph=True``), or,
+    with ``checkpoint=True``, recomputed step by step in the backward pass (same result).
     """
     check_inner_settings(inner_lr, inner_steps)
     names = list(params) if adapt_names is None else list(adapt_names)
@@ -80,22 +89,111 @@ def adapt(
         )
     if gradient not in ("autograd", "func"):
         raise ValueError(f"gradient must be 'autograd' or 'func', got {gradient!r}.")
+    if checkpoint and gradient != "autograd":
+        raise ValueError(
+            "checkpoint=True needs gradient='autograd': the checkpointed step calls "
+            "torch.autograd.grad, which does not run inside torch.func transforms "
+            "(use the 'loop' execution)."
+        )
 
     for _ in range(inner_steps):
-        # First order: the gradient is a constant, so take it at a detached copy of the parameters
-        # (nothing of its computation is recorded for the outer derivative).
-        at = {n: p.detach() for n, p in params.items()} if first_order else params
-        if gradient == "autograd":
-            if first_order:
-                at = {n: p.requires_grad_(n in names) for n, p in at.items()}
-            loss = support_loss(at)
-            values = torch.autograd.grad(loss, [at[n] for n in names], create_graph=not first_order)
-            grads = dict(zip(names, values, strict=True))
+        if checkpoint and not first_order and torch.is_grad_enabled():
+            params = checkpointed_step(support_loss, params, names, inner_lr)
         else:
-
-            def loss_of_adapted(adapted: Params, at: Params = at) -> Tensor:
-                return support_loss({**at, **adapted})
-
-            grads = torch.func.grad(loss_of_adapted)({n: at[n] for n in names})
-        params = sgd_step(params, grads, inner_lr)
+            params = inner_step(support_loss, params, names, inner_lr, first_order, gradient)
     return params
+
+
+def inner_step(
+    support_loss: Callable[[Params], Tensor],
+    params: Params,
+    names: Sequence[str],
+    inner_lr: InnerLR,
+    first_order: bool,
+    gradient: str,
+) -> Params:
+    """One step θ'_{k+1} = θ'_k − α ∘ ∇ L_support(θ'_k) on the parameters named in ``names``."""
+    # First order: the gradient is a constant, so take it at a detached copy of the parameters
+    # (nothing of its computation is recorded for the outer derivative).
+    at = {n: p.detach() for n, p in params.items()} if first_order else params
+    if gradient == "autograd":
+        if first_order:
+            at = {n: p.requires_grad_(n in names) for n, p in at.items()}
+        loss = support_loss(at)
+        values = torch.autograd.grad(loss, [at[n] for n in names], create_graph=not first_order)
+        grads = dict(zip(names, values, strict=True))
+    else:
+
+        def loss_of_adapted(adapted: Params, at: Params = at) -> Tensor:
+            return support_loss({**at, **adapted})
+
+        grads = torch.func.grad(loss_of_adapted)({n: at[n] for n in names})
+    return sgd_step(params, grads, inner_lr)
+
+
+def checkpointed_step(
+    support_loss: Callable[[Params], Tensor],
+    params: Params,
+    names: Sequence[str],
+    inner_lr: InnerLR,
+) -> Params:
+    """:func:`inner_step` (second order) through :class:`CheckpointedStep`: the same value and
+    meta-gradient, but nothing of the step's graph is kept between the forward and backward pass.
+
+    ``support_loss`` must reach every tensor that needs a meta-gradient through its argument (as
+    the algorithms' losses do: they close over data only).
+    """
+    all_names = list(params)
+    lrs = [inner_lr[n] for n in names] if isinstance(inner_lr, dict) else []
+
+    def step(values: Sequence[Tensor], lr_values: Sequence[Tensor], create_graph: bool):
+        at = dict(zip(all_names, values, strict=True))
+        grads = torch.autograd.grad(
+            support_loss(at), [at[n] for n in names], create_graph=create_graph
+        )
+        rates = lr_values if lrs else [inner_lr] * len(names)
+        return [at[n] - lr * g for n, lr, g in zip(names, rates, grads, strict=True)]
+
+    adapted = CheckpointedStep.apply(step, len(all_names), *params.values(), *lrs)
+    return {**params, **dict(zip(names, adapted, strict=True))}
+
+
+class CheckpointedStep(torch.autograd.Function):
+    """One second-order inner step θ'_{k+1} = θ'_k − α ∘ ∇L(θ'_k) that stores only its inputs.
+
+    Forward: the step computed without a graph (the inner gradient as a constant), only θ'_k (and
+    Meta-SGD's α) saved. Backward: the step is recomputed *with* its graph
+    (``create_graph=True``), and the incoming v = ∂L_meta/∂θ'_{k+1} is pulled back through it,
+
+        ∂L_meta/∂θ'_k = v − α ∘ (∇²L(θ'_k) v),      ∂L_meta/∂α = −v ∘ ∇L(θ'_k),
+
+    a Hessian-vector product, after which the recomputed graph is freed. So a K-step inner loop
+    holds K parameter vectors instead of K step graphs. Its backward is not itself differentiable
+    (enough for MAML's meta-gradient; not for a Hessian of the meta-loss).
+    """
+
+    @staticmethod
+    def forward(ctx, step, num_params, *tensors):
+        ctx.step, ctx.num_params = step, num_params
+        ctx.save_for_backward(*tensors)
+        with torch.enable_grad():
+            values = [t.detach().requires_grad_() for t in tensors[:num_params]]
+            lr_values = [t.detach() for t in tensors[num_params:]]
+            out = step(values, lr_values, False)
+        return tuple(o.detach() for o in out)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grad_outputs):
+        tensors = ctx.saved_tensors
+        with torch.enable_grad():
+            inputs = [t.detach().requires_grad_() for t in tensors]
+            out = ctx.step(inputs[: ctx.num_params], inputs[ctx.num_params :], True)
+            wanted = [i for i, need in enumerate(ctx.needs_input_grad[2:]) if need]
+            grads = torch.autograd.grad(
+                out, [inputs[i] for i in wanted], grad_outputs, allow_unused=True
+            )
+        result: list[Tensor | None] = [None] * len(tensors)
+        for i, g in zip(wanted, grads, strict=True):
+            result[i] = g
+        return (None, None, *result)

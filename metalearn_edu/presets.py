@@ -125,6 +125,8 @@ def build_algorithm(config: dict[str, Any]) -> MAML | MetaLSTM:
     }
     if config["algorithm"] in ("maml", "metasgd", "anil"):
         kwargs["first_order"] = config["first_order"]
+    if config.get("checkpoint_inner", False):
+        kwargs["checkpoint_inner"] = True
     return ALGORITHMS[config["algorithm"]](model, **kwargs)
 
 

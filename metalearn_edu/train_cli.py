@@ -58,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="sinusoid")
     parser.add_argument("--seed", type=int, help="seed for initialisation and tasks (default 0)")
     parser.add_argument("--first-order", action="store_true", help="first-order MAML gradients")
+    parser.add_argument(
+        "--checkpoint-inner",
+        action="store_true",
+        help="recompute each inner step in the backward pass (memory flat in --inner-steps)",
+    )
     for flag, (key, kind) in OVERRIDES.items():
         parser.add_argument(flag, dest=key, type=kind, help=f"override the preset's {key}")
     parser.add_argument(
@@ -81,6 +86,8 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         config["seed"] = args.seed
     if args.first_order:
         config["first_order"] = True
+    if args.checkpoint_inner:
+        config["checkpoint_inner"] = True
     return config
 
 
