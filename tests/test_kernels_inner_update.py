@@ -144,6 +144,19 @@ def test_one_learned_alpha_shared_by_all_parameters():
 
 
 @needs_interpreter_or_cuda
+def test_first_order_backward_is_dtheta_itself_without_a_launch(launches):
+    """g constant (first-order MAML) and α a number: dθ = dθ', nothing for a kernel to do."""
+    params = make({"w": (3, 4)})
+    grads = make({"w": (3, 4)}, seed=17, requires_grad=False)
+    out = iu.fused_inner_update(params, grads, 0.3)["w"]
+    cotangent = torch.randn(3, 4)
+    (dtheta,) = torch.autograd.grad(out, params["w"], cotangent)
+    assert torch.equal(dtheta, cotangent)
+    forward, backward = launches
+    assert len(forward.grids) == 1 and not backward.grids
+
+
+@needs_interpreter_or_cuda
 def test_gradcheck_and_gradgradcheck_in_float64():
     """Against finite differences; the second check covers the backward's own backward."""
     theta = torch.randn(3, dtype=torch.float64, requires_grad=True)

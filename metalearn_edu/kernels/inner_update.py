@@ -24,11 +24,15 @@ over the tasks: θ and α shared by the tasks are read from the same addresses, 
 of the backward over tasks happen in registers (deterministic, no atomics). The alternative, a
 flat ``[tasks, P]`` buffer, would cost a full extra copy of θ, g and the result per step.
 
-**Memory traffic** (b bytes per entry, T tasks, n entries per task; see :func:`bytes_moved`):
-forward, read g (T·n·b), θ (n·b if shared, T·n·b if per task) and α (n·b, or one number),
-write θ' (T·n·b): 3 T n b per step for per-task θ, (2T + 1..2) n b when shared. Backward: read
-dθ' and, when α is learned, g; write dg; dθ is dθ' itself when θ is per task (no traffic) or a
-sum over tasks (n·b written); dα is n·b (summed over tasks) or one number per block.
+**Memory traffic** per parameter tensor (b bytes per entry, T tasks, n entries per task; see
+:func:`bytes_moved`). Forward: read g (T·n·b), θ (n·b when shared by the tasks, as under ``vmap``
+over tasks; T·n·b when per task), α (n·b for Meta-SGD, b for a number); write θ' (T·n·b). So
+about 3 T n b for one task or per-task θ (12 bytes per float32 entry: the floor for a
+read-read-write update) and (2T + 1) n b + α when θ is shared. Backward: read dθ' (T·n·b) and α;
+write dg (T·n·b); dθ is dθ' itself when θ is per task (no traffic, the tensor is passed on) and
+Σ_t dθ'_t (n·b written) when shared; a learned α adds reading g (T·n·b) and writing dα (n·b, or
+one number per block). Packing the parameters into a flat buffer first would add a read and a
+write of θ and g, and an unpacking copy of θ', before the update even starts.
 
 **vmap and the other transforms of torch.func.** The update is a ``torch.autograd.Function``
 with ``setup_context`` and a ``vmap`` rule, so it runs inside ``torch.func.grad`` and
@@ -39,10 +43,18 @@ entry when they are not batched. The backward is a second ``autograd.Function`` 
 and ``vmap`` rule), so it too runs batched; its own derivative (a third derivative of the task
 loss, needed only for a derivative of the meta-gradient) is computed with PyTorch operations.
 
-**When a launch falls back to PyTorch.** Broadcast patterns other than "per task" or "shared
-by the tasks" (they arise only from a ``vmap`` around an update that already has a task
-dimension), integer dtypes, and tensors of other dtypes than the first are computed with the
-reference's operations inside the same autograd function; the results are the same.
+**When PyTorch runs instead.** Inside the autograd function, broadcast patterns other than "per
+task" or "shared by the tasks" (they arise only from a ``vmap`` around an update that already
+has a task dimension), operands of mixed dtypes and dtypes other than float16/bfloat16/float32/
+float64 are computed with the reference's operations (one launch covers each dtype). With
+``use_triton=None``, the reference runs while a CUDA graph is being captured (the launch uploads
+its pointer table from the host); :func:`metalearn_edu.inner_loop.sgd_step` also keeps the
+reference on the CPU and while ``torch.compile`` traces (Inductor fuses the reference itself).
+
+**Why an autograd.Function and not torch.library.custom_op.** A custom op's ``register_autograd``
+does not run under ``torch.func.grad`` (PyTorch 2.13 raises "must override the setup_context
+staticmethod"), and MAML's ``functional`` and ``vmap`` executions need it; an ``autograd.Function``
+with ``setup_context`` and a ``vmap`` staticmethod composes with ``grad`` and ``vmap`` alike.
 
 **Rounding.** The kernel computes ``θ − (α · g)`` in the parameters' dtype, as PyTorch does,
 and is compiled without fused multiply-add (``enable_fp_fusion=False``), so its forward is
@@ -101,7 +113,14 @@ def inner_update(
 
 
 def _use_triton_for(tensors: list[Tensor], choice: bool | None) -> bool:
+    if choice is None and _capturing(tensors):
+        return False  # the launch uploads its pointer table from the host: not graph-safe
     return bool(tensors) and use_triton(*tensors, use_triton=choice)
+
+
+def _capturing(tensors: Sequence[Tensor]) -> bool:
+    on_cuda = any(t.device.type == "cuda" for t in tensors)
+    return on_cuda and torch.cuda.is_current_stream_capturing()
 
 
 def fused_inner_update(params: Params, grads: Params, inner_lr: InnerLR) -> Params:
@@ -115,6 +134,11 @@ def fused_inner_update(params: Params, grads: Params, inner_lr: InnerLR) -> Para
     if not names:
         return dict(params)
     use_triton(*(params[n] for n in names), use_triton=True)  # raises, saying why, if it can't run
+    if _capturing([grads[n] for n in names]):
+        raise RuntimeError(
+            "the fused inner update cannot be captured in a CUDA graph (it uploads a pointer "
+            "table from the host at each call); use the reference (use_triton=False)."
+        )
     if isinstance(inner_lr, Mapping):
         alphas = [inner_lr[n] for n in names]
     else:
@@ -383,6 +407,8 @@ def _backward(
     dalphas: list[Tensor | None] = [None] * count
     groups: dict[torch.dtype, list[tuple[int, Layout, Tensor, Tensor, Tensor]]] = {}
     for k in range(count):
+        if theta_shapes[k] is None and grad_shapes[k] is None and alpha_shapes[k] is None:
+            continue
         d, g, a = douts[k], grads[k], alphas[k]
         shape = d.shape
         theta_shape = shape if theta_shapes[k] is None else theta_shapes[k]
@@ -499,7 +525,9 @@ class _InnerUpdate(torch.autograd.Function):
             shapes[2 * count + k] if need[2 * count + k] else None for k in range(count)
         ]
         spec = (tuple(theta_shapes), tuple(grad_shapes), tuple(alpha_shapes))
-        result = _InnerUpdateBackward.apply(count, spec, *douts, *grads, *alphas)
+        result: tuple[Tensor | None, ...] = (None,) * (3 * count)
+        if any(x is not None for shapes_of in spec for x in shapes_of):  # else: dθ = dθ' only
+            result = _InnerUpdateBackward.apply(count, spec, *douts, *grads, *alphas)
         dthetas = [
             (d if theta_shapes[k] is None else result[k]) if need[k] else None
             for k, d in enumerate(douts)
