@@ -361,3 +361,67 @@ def test_meta_lstm_kernel_on_a_gpu_at_scale():
         torch.autograd.grad(reference.theta.sum() + reference.h.sum(), inputs),
         list(params),
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# The benchmark's accounting (the timings themselves need a GPU: metalearn_edu.kernels.bench)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_bytes_moved_count_every_state_tensor_once_per_pass():
+    from metalearn_edu.kernels.bench_lstm_steps import lstm_optimizer_bytes, meta_lstm_bytes
+
+    n, hidden = 7, 20
+    optimizer, params, grad, state = _optimizer_case(hidden, 10.0, n)
+    update, new_state = lstm_kernel.lstm_optimizer_step_reference(optimizer, params, grad, state)
+    inputs = [grad, *(t for pair in state for t in pair)]
+    outputs = _optimizer_outputs(update, new_state)
+    forward = sum(t.nbytes for t in inputs + outputs)
+    assert lstm_optimizer_bytes(n, hidden, backward=False) == forward
+    # backward: the inputs again, the outputs' gradients, the inputs' gradients
+    assert lstm_optimizer_bytes(n, hidden, backward=True) == forward + forward + sum(
+        t.nbytes for t in inputs
+    )
+
+    meta_params, meta_state, loss, meta_grad = _meta_case(hidden, n)
+    new = meta_kernel.meta_lstm_step_reference(meta_params, meta_state, loss, meta_grad)
+    meta_inputs = [meta_grad, *meta_state]
+    forward = sum(t.nbytes for t in meta_inputs + list(new))
+    assert meta_lstm_bytes(n, hidden, backward=False) == forward
+    assert meta_lstm_bytes(n, hidden, backward=True) == 2 * forward + sum(
+        t.nbytes for t in meta_inputs
+    )
+
+
+def test_the_benchmark_functions_check_and_time_both_kernels():
+    """A smoke run on tiny sizes with a wall-clock stand-in for the CUDA-event timer."""
+    import time
+
+    pytest.importorskip("metalearn_edu.kernels.bench")  # the run that registers these
+
+    from metalearn_edu.kernels.bench_lstm_steps import (
+        bench_lstm_optimizer_step,
+        bench_meta_lstm_step,
+    )
+
+    class Context:
+        device = torch.device(DEVICE)
+        copy_gbs = 1.0
+        quick = True
+
+        def time(self, fn):
+            start = time.perf_counter()
+            fn()
+            return 1e3 * (time.perf_counter() - start)
+
+    records = bench_lstm_optimizer_step(Context(), sizes=(20,), compile=False)
+    records += bench_meta_lstm_step(Context(), sizes=(20,), compile=False)
+    assert [(r["kernel"], r["pass"]) for r in records] == [
+        ("lstm_optimizer_step", "forward"),
+        ("lstm_optimizer_step", "forward+backward"),
+        ("meta_lstm_step", "forward"),
+        ("meta_lstm_step", "forward+backward"),
+    ]
+    for r in records:
+        assert r["triton_ms"] > 0 and r["eager_ms"] > 0 and r["bytes"] > 0
+        assert r["triton_gbs"] == pytest.approx(r["bytes"] / r["triton_ms"] / 1e6)
