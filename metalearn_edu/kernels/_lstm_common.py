@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 try:
     import triton
     import triton.language as tl
@@ -42,9 +44,20 @@ def padded_width(hidden: int) -> int:
     return max(MIN_DOT, 1 << math.ceil(math.log2(hidden)))
 
 
-def next_power_of_2(n: int) -> int:
-    """The smallest power of two >= ``n`` (>= 1)."""
-    return 1 << max(0, math.ceil(math.log2(max(n, 1))))
+def cdiv(a: int, b: int) -> int:
+    """⌈a / b⌉: the number of blocks of ``b`` coordinates that cover ``a``."""
+    return -(-a // b)
+
+
+def default_programs(device: torch.device, num_blocks: int) -> int:
+    """The backward passes' grid: two persistent programs per streaming multiprocessor on a GPU
+    (each writes one partial sum of the weight gradients), 4 in the interpreter; never more
+    than there are blocks, never fewer than one."""
+    if device.type == "cuda":
+        per_device = 2 * torch.cuda.get_device_properties(device).multi_processor_count
+    else:
+        per_device = 4
+    return max(1, min(num_blocks, per_device))
 
 
 @jit

@@ -15,7 +15,8 @@ for every coordinate of θ at once. The reference is the library's own
 Forward: one program per block of ``BLOCK`` coordinates. It reads the gradient entries and both
 layers' ``(h, c)`` rows, keeps each 20-wide state as a ``[BLOCK, 32]`` register tile (see
 :mod:`._lstm_common`), reads the shared weights (a few kB, served from cache), and writes the
-update and the new state: about 4 + 8·4H... bytes per coordinate, in one pass.
+update and the new state, in one pass: 648 bytes per coordinate for 20 units, against about 10
+kFLOP of gate products (see :mod:`.bench_lstm_steps`).
 
 Backward: *recompute*, not save. It reads the same inputs again, recomputes the gates in
 registers and back-propagates through both layers; nothing but the inputs (which autograd holds
@@ -42,6 +43,8 @@ from metalearn_edu.kernels._dispatch import use_triton as _use_triton
 from metalearn_edu.kernels._lstm_common import (
     accumulate_gate_weights,
     back_through_gates,
+    cdiv,
+    default_programs,
     gate_products,
     jit,
     load_gate_bias,
@@ -325,16 +328,6 @@ WEIGHT_NAMES = (
 )  # fmt: skip
 
 
-def default_programs(device: torch.device, num_blocks: int) -> int:
-    """The backward pass's grid: a few persistent programs per streaming multiprocessor on a GPU
-    (each writes one partial sum of the weight gradients), 4 in the interpreter."""
-    if device.type == "cuda":
-        per_device = 2 * torch.cuda.get_device_properties(device).multi_processor_count
-    else:
-        per_device = 4
-    return max(1, min(num_blocks, per_device))
-
-
 def _preprocessing_constants(p: float | None) -> tuple[float, float, float]:
     """(p, e^{−p}, e^p) for the kernels; placeholders when the gradient is fed raw."""
     if p is None:
@@ -368,7 +361,7 @@ class LSTMOptimizerStep(torch.autograd.Function):
         new_state = [torch.empty_like(inputs[1]) for _ in range(4)]
         p_value, threshold, exp_p = _preprocessing_constants(p)
         if n > 0:
-            _forward_kernel[(triton_cdiv(n, block),)](
+            _forward_kernel[(cdiv(n, block),)](
                 *inputs, *weights, update, *new_state,
                 n, hidden, wih0.shape[1], p_value, threshold, exp_p, float(scale),
                 RAW=p is None, HP=padded_width(hidden), BLOCK=block, PRECISION=precision,
@@ -391,7 +384,7 @@ class LSTMOptimizerStep(torch.autograd.Function):
         if all(d is None for d in outputs):
             return (None,) * 19
         n, hidden = h1.shape
-        num_blocks = triton_cdiv(n, block)
+        num_blocks = cdiv(n, block)
         grid = programs or default_programs(grad.device, num_blocks)
         d_inputs = [torch.empty_like(t) for t in (grad, h1, c1, h2, c2)]
         weights = (wih0, whh0, b0, wih1, whh1, b1, wout, bout)
@@ -410,11 +403,6 @@ class LSTMOptimizerStep(torch.autograd.Function):
             )  # fmt: skip
         d_weights = [part.sum(0) for part in partials]
         return (*d_inputs, *d_weights, None, None, None, None, None, None)
-
-
-def triton_cdiv(a: int, b: int) -> int:
-    """⌈a / b⌉."""
-    return -(-a // b)
 
 
 # ------------------------------------------------------------------------------------------------

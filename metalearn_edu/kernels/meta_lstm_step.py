@@ -41,6 +41,8 @@ from metalearn_edu.kernels._dispatch import use_triton as _use_triton
 from metalearn_edu.kernels._lstm_common import (
     accumulate_gate_weights,
     back_through_gates,
+    cdiv,
+    default_programs,
     gate_products,
     jit,
     load_gate_bias,
@@ -128,10 +130,10 @@ def _forward_kernel(
     tl.store(c_new_ptr + offsets, c_new, mask=mask)
 
     theta = tl.load(theta_ptr + rows, mask=row_mask, other=0.0)
-    f_new = _cell_gate(h_new, theta, tl.load(f_ptr + rows, mask=row_mask, other=0.0),
-                       wf_ptr, bf_ptr, H, HP)  # fmt: skip
-    i_new = _cell_gate(h_new, theta, tl.load(i_ptr + rows, mask=row_mask, other=0.0),
-                       wi_ptr, bi_ptr, H, HP)  # fmt: skip
+    f_old = tl.load(f_ptr + rows, mask=row_mask, other=0.0)
+    i_old = tl.load(i_ptr + rows, mask=row_mask, other=0.0)
+    f_new = _cell_gate(h_new, theta, f_old, wf_ptr, bf_ptr, H, HP)
+    i_new = _cell_gate(h_new, theta, i_old, wi_ptr, bi_ptr, H, HP)
     tl.store(f_new_ptr + rows, f_new, mask=row_mask)
     tl.store(i_new_ptr + rows, i_new, mask=row_mask)
     tl.store(theta_new_ptr + rows, f_new * theta - i_new * grad, mask=row_mask)
@@ -324,20 +326,6 @@ WEIGHT_NAMES = (
 )  # fmt: skip
 
 
-def default_programs(device: torch.device, num_blocks: int) -> int:
-    """The backward pass's grid: a few persistent programs per streaming multiprocessor on a GPU
-    (each writes one partial sum of the weight gradients), 4 in the interpreter."""
-    if device.type == "cuda":
-        per_device = 2 * torch.cuda.get_device_properties(device).multi_processor_count
-    else:
-        per_device = 4
-    return max(1, min(num_blocks, per_device))
-
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 class MetaLSTMStep(torch.autograd.Function):
     """The fused meta-learner step as an autograd function (float32, contiguous tensors).
 
@@ -360,7 +348,7 @@ class MetaLSTMStep(torch.autograd.Function):
         weights = [t.contiguous() for t in (wih, whh, b, wf, wi, bf, bi)]
         new_state = [torch.empty_like(t) for t in inputs[2:]]
         if n > 0:
-            _forward_kernel[(_cdiv(n, block),)](
+            _forward_kernel[(cdiv(n, block),)](
                 *inputs, *weights, *new_state, n, hidden, float(p), math.exp(-p), math.exp(p),
                 HP=padded_width(hidden), BLOCK=block, PRECISION=precision,
             )  # fmt: skip
@@ -383,7 +371,7 @@ class MetaLSTMStep(torch.autograd.Function):
         if all(d is None for d in outputs):
             return (None,) * 19
         n, hidden = h.shape
-        num_blocks = _cdiv(n, block)
+        num_blocks = cdiv(n, block)
         grid = programs or default_programs(grad.device, max(num_blocks, 1))
         d_inputs = [torch.empty_like(t) for t in (grad, h, c, f, i, theta)]
         weights = (wih, whh, b, wf, wi, bf, bi)
