@@ -11,13 +11,13 @@ import sys
 
 import pytest
 import torch
-from _maml_helpers import float64, regression_episode
+from _maml_helpers import classification_episode, float64, regression_episode
 
 from metalearn_edu import inner_loop
 from metalearn_edu.algorithms import ANIL, MAML, MetaSGD
 from metalearn_edu.kernels import inner_update as iu
 from metalearn_edu.kernels._dispatch import ENV_SWITCH, interpreting, triton_available
-from metalearn_edu.models import MLP
+from metalearn_edu.models import MLP, Conv4
 
 pytestmark = pytest.mark.skipif(
     not triton_available() or sys.platform != "linux", reason="triton is Linux-only"
@@ -299,6 +299,20 @@ def test_maml_meta_gradient_with_the_kernel_equals_the_reference(
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-12, atol=1e-12)
     assert max(g.abs().max() for g in got.values()) > 1e-3
+
+
+@needs_interpreter_or_cuda
+def test_meta_sgd_on_conv4_under_vmap_with_the_kernel_equals_the_reference(monkeypatch):
+    """Convolutions, batch norm and a head: 18 parameter tensors of 4 shapes per launch."""
+    model = Conv4(ways=3, image_size=16, hidden=4)
+    episode = classification_episode(tasks=2, image_size=16, seed=4)
+    alg = MetaSGD(model, 0.4, 1, False, execution="vmap")
+    meta_params = float64(alg.init_meta_params(torch.Generator().manual_seed(4)))
+    expected, _ = alg.meta_gradient(meta_params, episode)
+    _forced_kernel(monkeypatch)
+    got, _ = alg.meta_gradient(meta_params, episode)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-12, atol=1e-12)
 
 
 # --- when the kernel runs -----------------------------------------------------------------------
