@@ -10,7 +10,10 @@
   first-order inner loop frees each step's graph as soon as its gradient is computed;
 - :func:`saved_bytes`: the simpler count :func:`graph_memory` refines, the bytes of every tensor
   saved for backward while a function runs, with nothing ever subtracted;
-- :func:`time_per_call`: the median wall time of a function over a few repeats.
+- :func:`time_per_call`: the median wall time of a function over a few repeats;
+- :func:`count_operations`: how many tensor operations (each a kernel launch on a GPU) a function
+  runs, forward and backward;
+- :func:`count_flops`: the floating-point operations of its convolutions and matrix products.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 
 
 def gradient_angle(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> float:
@@ -119,3 +124,34 @@ def time_per_call(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1) -
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+class _OperationCounter(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_operations(fn: Callable[[], Any]) -> tuple[Any, int]:
+    """Run ``fn()`` and return ``(its result, the number of ATen operations it dispatched)``.
+
+    Every operation the dispatcher sees is counted, those of backward passes included (views and
+    metadata operations too): on a GPU each of the others is a kernel launch, whose host-side
+    cost of a few microseconds bounds an eager meta-iteration from below.
+    """
+    with _OperationCounter() as counter:
+        result = fn()
+    return result, counter.count
+
+
+def count_flops(fn: Callable[[], Any]) -> tuple[Any, int]:
+    """Run ``fn()`` and return ``(its result, floating-point operations)``, counted by
+    ``torch.utils.flop_counter.FlopCounterMode``: 2 per multiply-add of convolutions and matrix
+    products, forward and backward; element-wise operations are not counted."""
+    with FlopCounterMode(display=False) as counter:
+        result = fn()
+    return result, counter.get_total_flops()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -158,6 +159,24 @@ def checkpointed_step(
     return {**params, **dict(zip(names, adapted, strict=True))}
 
 
+def step_vjp(
+    support_loss: Callable[[Tensor], Tensor], theta: Tensor, v: Tensor, inner_lr: float
+) -> Tensor:
+    """Pull v = ∂L_meta/∂θ'_{k+1} back through one step θ'_{k+1} = θ − α ∇L(θ) (one tensor θ):
+
+        ∂L_meta/∂θ = v − α ∇²L(θ) v,
+
+    with the Hessian-vector product ∇²L(θ) v taken by differentiating ⟨∇L(θ), v⟩ (Pearlmutter
+    1994): the Hessian itself is never formed. This is what :class:`CheckpointedStep` computes in
+    its backward pass, for every parameter tensor at once.
+    """
+    theta = theta.detach().requires_grad_()
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(support_loss(theta), theta, create_graph=True)
+        (hv,) = torch.autograd.grad(g, theta, v)
+    return v - inner_lr * hv
+
+
 class CheckpointedStep(torch.autograd.Function):
     """One second-order inner step θ'_{k+1} = θ'_k − α ∘ ∇L(θ'_k) that stores only its inputs.
 
@@ -173,7 +192,9 @@ class CheckpointedStep(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, step, num_params, *tensors):
+    def forward(
+        ctx: Any, step: Callable[..., list[Tensor]], num_params: int, *tensors: Tensor
+    ) -> tuple[Tensor, ...]:
         ctx.step, ctx.num_params = step, num_params
         ctx.save_for_backward(*tensors)
         with torch.enable_grad():
@@ -184,7 +205,7 @@ class CheckpointedStep(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, *grad_outputs):
+    def backward(ctx: Any, *grad_outputs: Tensor) -> tuple[Tensor | None, ...]:
         tensors = ctx.saved_tensors
         with torch.enable_grad():
             inputs = [t.detach().requires_grad_() for t in tensors]

@@ -1,0 +1,71 @@
+"""Where the time of a meta-iteration goes: floors from arithmetic, memory traffic and launches.
+
+A meta-iteration cannot take less than the largest of three floors (the roofline model,
+Williams, Waterman & Patterson 2009, with a launch term for a latency-bound workload):
+
+    t ≥ max( F / P,   B / W,   N · τ )
+
+- F floating-point operations at the card's peak rate P (:func:`metalearn_edu.diagnostics.
+  count_flops` counts the convolutions and matrix products of a real meta-iteration);
+- B bytes of compulsory memory traffic at the bandwidth W;
+- N operations launched one after another (:func:`metalearn_edu.diagnostics.count_operations`),
+  each costing at least τ of host and launch latency in eager PyTorch (a few microseconds).
+
+Second-order MAML on Omniglot runs tens of thousands of tiny operations per meta-iteration when
+the tasks are processed in a loop, so it is launch-bound by two orders of magnitude: this is
+what ``vmap`` (N independent of the number of tasks), ``torch.compile`` (fewer, fused kernels)
+and CUDA graphs (τ paid once per graph) attack.
+
+The card figures are NVIDIA's data-sheet peaks (dense: the sparsity figures halved);
+:data:`GPU_ANCHORS` are the throughputs issue 7 reports for other libraries on one H200.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ANCHORS_FILE = Path(__file__).resolve().parent.parent / "data" / "benchmarks" / "anchors_h200.json"
+
+
+@dataclass(frozen=True)
+class Card:
+    """Peak rates of an accelerator: FLOP/s per number format and memory bandwidth (bytes/s)."""
+
+    name: str
+    fp32: float
+    tf32: float
+    bf16: float
+    bandwidth: float
+
+
+H200 = Card("NVIDIA H200 SXM", fp32=67e12, tf32=494.5e12, bf16=989.5e12, bandwidth=4.8e12)
+H100 = Card("NVIDIA H100 SXM", fp32=67e12, tf32=494.5e12, bf16=989.5e12, bandwidth=3.35e12)
+
+
+def time_floor(flops: float, bytes_moved: float, peak_flops: float, bandwidth: float) -> float:
+    """The roofline floor max(F / P, B / W) in seconds."""
+    if peak_flops <= 0 or bandwidth <= 0:
+        raise ValueError(
+            f"peak_flops and bandwidth must be positive, got {peak_flops} and {bandwidth}."
+        )
+    if flops < 0 or bytes_moved < 0:
+        raise ValueError(f"flops and bytes_moved cannot be negative: {flops}, {bytes_moved}.")
+    return max(flops / peak_flops, bytes_moved / bandwidth)
+
+
+def floors(flops: float, bytes_moved: float, operations: int, card: Card, launch_s: float) -> dict:
+    """Each floor in seconds: compute (FP32 and TF32), memory traffic, and launches."""
+    return {
+        "compute (FP32)": flops / card.fp32,
+        "compute (TF32)": flops / card.tf32,
+        "memory traffic": bytes_moved / card.bandwidth,
+        "launches": operations * launch_s,
+    }
+
+
+def load_anchors(path: Path = ANCHORS_FILE) -> dict[str, Any]:
+    """The committed GPU anchor figures (card, versions, date and throughputs) as a ``dict``."""
+    return json.loads(Path(path).read_text())
