@@ -350,7 +350,9 @@ def test_inner_loop_uses_the_kernel_only_when_asked_on_the_cpu(monkeypatch, laun
     assert not forward.grids  # automatic use is for CUDA tensors
     assert torch.equal(inner_loop.sgd_step(params, grads, 0.1, use_triton=True)["w"], expected)
     assert len(forward.grids) == 1
-    assert torch.equal(iu.inner_update(params, grads, 0.1)["w"], expected)  # kernel policy
+    assert torch.equal(iu.inner_update(params, grads, 0.1)["w"], expected)  # kernel policy:
+    assert len(forward.grids) == 1  # the interpreter is never chosen automatically
+    assert torch.equal(iu.inner_update(params, grads, 0.1, use_triton=True)["w"], expected)
     assert len(forward.grids) == 2
 
 

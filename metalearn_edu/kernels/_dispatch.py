@@ -2,16 +2,17 @@
 
 Every kernel in :mod:`metalearn_edu.kernels` comes as a pair: a PyTorch *reference* (plain tensor
 code, the definition a test compares against) and a Triton kernel wrapped in an autograd function.
-The kernel runs when
+By default (``use_triton=None``) the kernel runs when
 
 - Triton can be imported,
-- it is not switched off: ``METALEARN_EDU_TRITON=0`` in the environment, or ``use_triton=False``
-  passed to the call, and
-- the tensors are on a CUDA device, or they are on the CPU and ``TRITON_INTERPRET=1`` is set
-  (Triton's interpreter runs the kernel's Python body with NumPy; this is how the test suite and
-  notebook 09 check every kernel on a machine without a GPU).
+- it is not switched off with ``METALEARN_EDU_TRITON=0`` in the environment, and
+- the tensors are on a CUDA device.
 
-Otherwise the reference runs. ``TRITON_INTERPRET`` is read by ``triton.jit`` when a kernel module is
+Otherwise the reference runs. ``use_triton=False`` always runs the reference; ``use_triton=True``
+asks for the kernel, also on CPU tensors when ``TRITON_INTERPRET=1`` is set: Triton's interpreter
+runs the kernel's Python body with NumPy, which is how the test suite and notebook 09 check every
+kernel on a machine without a GPU. It is far slower than PyTorch, a checking tool only, so it is
+never chosen automatically. ``TRITON_INTERPRET`` is read by ``triton.jit`` when a kernel module is
 imported, so set it before importing :mod:`metalearn_edu.kernels`.
 """
 
@@ -45,6 +46,8 @@ def use_triton(*tensors: Tensor, use_triton: bool | None = None) -> bool:
     """
     if use_triton is False:
         return False
+    if use_triton is None and any(t.device.type != "cuda" for t in tensors):
+        return False  # the interpreter is never picked automatically
     reason = _why_not(tensors)
     if reason is None:
         return True
