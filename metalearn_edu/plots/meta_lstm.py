@@ -71,7 +71,7 @@ def draw_gate_schedule(
                     color="tab:gray",
                     ls="--",
                     lw=1,
-                    label="untrained (SGD start)" if k == 0 else None,
+                    label="fresh (SGD start)" if k == 0 else None,
                 )
         for name, color in zip(chosen, colors, strict=True):
             values = transform(schedule[name][gate].detach().double().cpu().numpy())
