@@ -117,7 +117,12 @@ def draw_learned_lrs(lrs: Mapping[str, Tensor], initial: float | None = None) ->
     ax = fig.add_subplot()
     data = [lrs[n].detach().double().flatten().cpu().numpy() for n in names]
     boxes = ax.boxplot(
-        data, positions=np.arange(len(names)), widths=0.6, showfliers=False, patch_artist=True
+        data,
+        positions=np.arange(len(names)),
+        widths=0.6,
+        showfliers=False,
+        patch_artist=True,
+        medianprops={"color": "black"},
     )
     for name, box in zip(names, boxes["boxes"], strict=True):
         box.set_facecolor(_COLORS[layers.index(name.split(".")[0]) % len(_COLORS)])
