@@ -269,10 +269,16 @@ def test_update_functions_draw_one_line_per_optimizer_sorted_by_gradient():
         "LSTM": first_update(optimizer, params, grads),
     }
     fig = rendered(draw_update_functions(grads, updates))
-    assert len(fig.axes) == 2 and all(len(ax.lines) == 3 + 2 for ax in fig.axes)  # + the 2 axes
-    xs = fig.axes[0].lines[0].get_xdata()
+    shape_ax, size_ax = fig.axes
+    assert len(shape_ax.lines) == 3 + 1  # + the zero line
+    xs = shape_ax.lines[0].get_xdata()
     assert list(xs) == sorted(xs)
-    assert fig.axes[1].get_xscale() == "symlog"
+    assert shape_ax.get_xscale() == "symlog"
+    assert size_ax.get_xscale() == "log" and size_ax.get_yscale() == "log"
+    # the step lengths of the positive gradients: SGD's is 0.1 ∇
+    sgd = size_ax.lines[0]
+    assert list(sgd.get_xdata()) == [0.5, 3.0, 1e-6]
+    assert torch.allclose(torch.as_tensor(sgd.get_ydata()), 0.1 * torch.as_tensor(sgd.get_xdata()))
     with pytest.raises(ValueError, match="not the gradients'"):
         draw_update_functions(grads, {"bad": grads[:2]})
 

@@ -9,6 +9,7 @@ import math
 from collections.abc import Mapping
 
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
@@ -23,6 +24,19 @@ COLORS = {"SGD": "C0", "Adam": "C1", "LSTM": "C2", "LSTM (untrained)": "C7"}
 
 def _color(name: str, index: int) -> str:
     return COLORS.get(name, f"C{index + 3}")
+
+
+def _symlog_gradient_axis(ax: Axes, x: Tensor) -> None:
+    """A symmetric log x-axis over the magnitudes in ``x``, ticks every second decade."""
+    nonzero = x.abs()[x != 0]
+    if not nonzero.numel():
+        return
+    low = math.floor(math.log10(nonzero.min().item()))
+    high = math.ceil(math.log10(nonzero.max().item()))
+    decades = [10.0**k for k in range(high, low - 1, -2)]
+    ax.set_xscale("symlog", linthresh=10.0**low)
+    ax.set_xticks([-d for d in decades] + [0.0] + decades[::-1])
+    ax.tick_params(axis="x", labelsize=7)
 
 
 def draw_preprocessing(x: Tensor, features: Mapping[str, Tensor]) -> Figure:
@@ -40,11 +54,10 @@ def draw_preprocessing(x: Tensor, features: Mapping[str, Tensor]) -> Figure:
             )
         for k, ax in enumerate(axes):
             ax.plot(x.numpy(), f[:, k].detach().double().numpy(), color=f"C{i}", label=label)
-    smallest = x.abs()[x != 0].min().item() if (x != 0).any() else 1e-12
     for ax, title in zip(
         axes, ("first feature: log|x| / p, or −1", "second feature: sgn x, or e^p x"), strict=True
     ):
-        ax.set_xscale("symlog", linthresh=smallest)
+        _symlog_gradient_axis(ax, x)
         ax.set_xlabel("input x (a gradient entry; symmetric log scale)")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
@@ -120,28 +133,34 @@ def draw_loss_curves(
 
 def draw_update_functions(grads: Tensor, updates: Mapping[str, Tensor]) -> Figure:
     """The first update g_1 against the gradient ∇_1, one line per optimizer (``updates``: name ->
-    tensor shaped like ``grads``), on linear axes (left) and with a symmetric log gradient axis
-    (right), where the many orders of magnitude a gradient can take are visible."""
+    tensor shaped like ``grads``). Left: g_1 against ∇_1 on a symmetric log gradient axis (the sign
+    and shape of the rule); right: the step length |g_1| against |∇_1| for positive gradients on
+    log-log axes (SGD is a line of slope 1, a sign-based step a flat line)."""
     if not updates:
         raise ValueError("updates must hold at least one optimizer.")
     x = grads.detach().reshape(-1).double()
     order = torch.argsort(x)
+    positive = x > 0
     fig = Figure(figsize=(10, 3.6))
-    axes = fig.subplots(1, 2)
+    shape_ax, size_ax = fig.subplots(1, 2)
     for i, (name, u) in enumerate(updates.items()):
         if u.shape != grads.shape:
             raise ValueError(f"updates[{name!r}] has shape {tuple(u.shape)}, not the gradients'.")
         y = u.detach().reshape(-1).double()
-        for ax in axes:
-            ax.plot(x[order].numpy(), y[order].numpy(), color=_color(name, i), label=name)
-    nonzero = x.abs()[x != 0]
-    linthresh = nonzero.min().item() if nonzero.numel() else 1e-6
-    axes[1].set_xscale("symlog", linthresh=linthresh)
-    for ax, scale in zip(axes, ("linear", "symmetric log"), strict=True):
-        ax.axhline(0, color="k", lw=0.5)
-        ax.axvline(0, color="k", lw=0.5)
-        ax.set_xlabel(f"gradient ∇ ({scale} scale)")
-        ax.set_ylabel("first update g₁ = θ₁ − θ₀")
+        color = _color(name, i)
+        shape_ax.plot(x[order].numpy(), y[order].numpy(), color=color, label=name)
+        size_ax.plot(
+            x[positive].numpy(), y[positive].abs().numpy(), ".-", ms=2, color=color, label=name
+        )
+    _symlog_gradient_axis(shape_ax, x)
+    shape_ax.axhline(0, color="k", lw=0.5)
+    shape_ax.set_xlabel("gradient ∇ (symmetric log scale)")
+    shape_ax.set_ylabel("first update g₁ = θ₁ − θ₀")
+    size_ax.set_xscale("log")
+    size_ax.set_yscale("log")
+    size_ax.set_xlabel("gradient ∇ > 0")
+    size_ax.set_ylabel("step length |g₁|")
+    for ax in (shape_ax, size_ax):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return fig
