@@ -66,6 +66,10 @@ from metalearn_edu.learned_optimizers.lstm_optimizer import LSTMOptimizer, Optim
 FORWARD_BLOCK = 64
 BACKWARD_BLOCK = 32
 PRECISION = "ieee"  # tl.dot in true float32 ("tf32x3" is the faster near-float32 choice)
+# The backward loop runs unpipelined. Pipelined (Triton's default), every dot operand is multi-
+# buffered in shared memory: compiled for sm_90 this kernel's backward then asks for 287 kB of
+# shared memory (the limit is 227 kB); unpipelined, 45 kB.
+BACKWARD_STAGES = 1
 
 
 # ------------------------------------------------------------------------------------------------
@@ -400,6 +404,7 @@ class LSTMOptimizerStep(torch.autograd.Function):
                 HAS_D_UPDATE=d_update is not None, HAS_D_H1=d_h1n is not None,
                 HAS_D_C1=d_c1n is not None, HAS_D_H2=d_h2n is not None,
                 HAS_D_C2=d_c2n is not None,
+                num_stages=BACKWARD_STAGES,
             )  # fmt: skip
         d_weights = [part.sum(0) for part in partials]
         return (*d_inputs, *d_weights, None, None, None, None, None, None)

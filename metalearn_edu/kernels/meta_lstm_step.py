@@ -66,7 +66,10 @@ from metalearn_edu.meta_lstm.cell import MetaLearnerState, meta_learner_step
 FORWARD_BLOCK = 64
 BACKWARD_BLOCK = 32
 PRECISION = "ieee"  # tl.dot in true float32 ("tf32x3" is the faster near-float32 choice)
-FEATURES = 4  # log_sign(loss), log_sign(grad)
+# The backward loop runs unpipelined. Pipelined (Triton's default), every dot operand is multi-
+# buffered in shared memory: compiled for sm_90 this kernel's backward then asks for 121 kB of
+# shared memory (one program per SM); unpipelined, 20 kB.
+BACKWARD_STAGES = 1
 
 # ------------------------------------------------------------------------------------------------
 # The kernels
@@ -384,6 +387,7 @@ class MetaLSTMStep(torch.autograd.Function):
             HAS_D_H=d_h_new is not None, HAS_D_C=d_c_new is not None,
             HAS_D_F=d_f_new is not None, HAS_D_I=d_i_new is not None,
             HAS_D_THETA=d_theta_new is not None,
+            num_stages=BACKWARD_STAGES,
         )  # fmt: skip
         d_loss, *d_weights = (part.sum(0) for part in partials)
         return (d_loss.reshape(ctx.loss_shape), *d_inputs, *d_weights, *(None,) * 5)
