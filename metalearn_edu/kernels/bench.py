@@ -277,6 +277,26 @@ def _check_inner_update(
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+# --- the fused LSTM steps (Andrychowicz eq. 1; Ravi & Larochelle eq. 2) -------------------------
+
+
+@register("lstm_optimizer_step")
+def bench_lstm_optimizer_step(ctx: BenchContext) -> list[Record]:
+    """The coordinate-wise LSTM optimizer step at 1e5 .. 1e7 coordinates (see
+    :mod:`.bench_lstm_steps` for its bytes and FLOPs)."""
+    from metalearn_edu.kernels.bench_lstm_steps import bench_lstm_optimizer_step as bench
+
+    return bench(ctx)
+
+
+@register("meta_lstm_step")
+def bench_meta_lstm_step(ctx: BenchContext) -> list[Record]:
+    """The Meta-LSTM meta-learner step at 1e5 .. 1e7 learner coordinates."""
+    from metalearn_edu.kernels.bench_lstm_steps import bench_meta_lstm_step as bench
+
+    return bench(ctx)
+
+
 # --- the run ---------------------------------------------------------------------------------
 
 
