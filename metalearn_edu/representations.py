@@ -30,8 +30,6 @@ draw with the same seed.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import torch
 from torch import Tensor
 
@@ -39,16 +37,6 @@ from metalearn_edu.algorithms.maml import MAML
 from metalearn_edu.evaluation import meta_test_tasks
 from metalearn_edu.inner_loop import Params, adapt
 from metalearn_edu.tasks.episode import TaskDistribution
-
-
-class LayeredModel(Protocol):
-    """A functional model that also returns every layer's output (as :class:`Conv4` does)."""
-
-    layer_names: tuple[str, ...]
-
-    def layer_outputs(
-        self, params: Params, x: Tensor, context: Tensor | None = None
-    ) -> dict[str, Tensor]: ...
 
 
 def linear_cka(x: Tensor, y: Tensor) -> Tensor:
