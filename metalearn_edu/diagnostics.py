@@ -130,22 +130,29 @@ class _OperationCounter(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.count = 0
+        self.written = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.count += 1
-        return func(*args, **(kwargs or {}))
+        out = func(*args, **(kwargs or {}))
+        for t in torch.utils._pytree.tree_leaves(out):
+            if isinstance(t, Tensor) and not t._is_view():
+                self.written += t.numel() * t.element_size()
+        return out
 
 
-def count_operations(fn: Callable[[], Any]) -> tuple[Any, int]:
-    """Run ``fn()`` and return ``(its result, the number of ATen operations it dispatched)``.
+def count_operations(fn: Callable[[], Any]) -> tuple[Any, int, int]:
+    """Run ``fn()``; return ``(its result, ATen operations dispatched, bytes they wrote)``.
 
     Every operation the dispatcher sees is counted, those of backward passes included (views and
     metadata operations too): on a GPU each of the others is a kernel launch, whose host-side
-    cost of a few microseconds bounds an eager meta-iteration from below.
+    cost of a few microseconds bounds an eager meta-iteration from below. The bytes are those of
+    the outputs that are not views: a lower bound on an eager run's memory traffic (each output
+    is written once, and in-place results are counted too).
     """
     with _OperationCounter() as counter:
         result = fn()
-    return result, counter.count
+    return result, counter.count, counter.written
 
 
 def count_flops(fn: Callable[[], Any]) -> tuple[Any, int]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ANCHORS_FILE = Path(__file__).resolve().parent.parent / "data" / "benchmarks" / "anchors_h200.json"
+from metalearn_edu.config import project_root
 
 
 @dataclass(frozen=True)
@@ -45,19 +45,32 @@ H200 = Card("NVIDIA H200 SXM", fp32=67e12, tf32=494.5e12, bf16=989.5e12, bandwid
 H100 = Card("NVIDIA H100 SXM", fp32=67e12, tf32=494.5e12, bf16=989.5e12, bandwidth=3.35e12)
 
 
-def time_floor(flops: float, bytes_moved: float, peak_flops: float, bandwidth: float) -> float:
-    """The roofline floor max(F / P, B / W) in seconds."""
-    if peak_flops <= 0 or bandwidth <= 0:
+def iteration_floor(
+    flops: float,
+    bytes_moved: float,
+    operations: int,
+    peak_flops: float,
+    bandwidth: float,
+    launch_s: float,
+) -> float:
+    """The floor max(F / P, B / W, N · τ) in seconds (see the module docstring)."""
+    if peak_flops <= 0 or bandwidth <= 0 or launch_s < 0:
         raise ValueError(
-            f"peak_flops and bandwidth must be positive, got {peak_flops} and {bandwidth}."
+            f"peak_flops and bandwidth must be positive and launch_s not negative, got "
+            f"{peak_flops}, {bandwidth} and {launch_s}."
         )
-    if flops < 0 or bytes_moved < 0:
-        raise ValueError(f"flops and bytes_moved cannot be negative: {flops}, {bytes_moved}.")
-    return max(flops / peak_flops, bytes_moved / bandwidth)
+    if flops < 0 or bytes_moved < 0 or operations < 0:
+        raise ValueError(
+            f"flops, bytes_moved and operations cannot be negative: {flops}, {bytes_moved}, "
+            f"{operations}."
+        )
+    return max(flops / peak_flops, bytes_moved / bandwidth, operations * launch_s)
 
 
-def floors(flops: float, bytes_moved: float, operations: int, card: Card, launch_s: float) -> dict:
-    """Each floor in seconds: compute (FP32 and TF32), memory traffic, and launches."""
+def floors(
+    flops: float, bytes_moved: float, operations: int, card: Card, launch_s: float
+) -> dict[str, float]:
+    """Each term of :func:`iteration_floor` in seconds, compute at FP32 and at TF32."""
     return {
         "compute (FP32)": flops / card.fp32,
         "compute (TF32)": flops / card.tf32,
@@ -66,6 +79,17 @@ def floors(flops: float, bytes_moved: float, operations: int, card: Card, launch
     }
 
 
-def load_anchors(path: Path = ANCHORS_FILE) -> dict[str, Any]:
-    """The committed GPU anchor figures (card, versions, date and throughputs) as a ``dict``."""
-    return json.loads(Path(path).read_text())
+def benchmarks_dir() -> Path:
+    """The repository's ``data/benchmarks`` folder, where measured figures are committed."""
+    root = project_root()
+    if root is None:
+        raise FileNotFoundError(
+            "the committed benchmark figures live in the repository's data/benchmarks/; run from "
+            "a source checkout of metalearn_edu (pip install -e .), not from an installed wheel."
+        )
+    return root / "data" / "benchmarks"
+
+
+def load_anchors(path: Path | None = None) -> dict[str, Any]:
+    """The committed GPU anchor figures (card, versions, source and throughputs) as a ``dict``."""
+    return json.loads(Path(path or benchmarks_dir() / "anchors_h200.json").read_text())

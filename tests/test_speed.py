@@ -19,13 +19,14 @@ def _single_thread():
         yield
 
 
-def test_time_floor_is_the_larger_of_compute_and_traffic():
-    assert roofline.time_floor(2e12, 1e9, 1e12, 1e12) == pytest.approx(2.0)
-    assert roofline.time_floor(1e9, 3e12, 1e12, 1e12) == pytest.approx(3.0)
+def test_iteration_floor_is_the_largest_of_compute_traffic_and_launches():
+    assert roofline.iteration_floor(2e12, 1e9, 10, 1e12, 1e12, 1e-6) == pytest.approx(2.0)
+    assert roofline.iteration_floor(1e9, 3e12, 10, 1e12, 1e12, 1e-6) == pytest.approx(3.0)
+    assert roofline.iteration_floor(1e9, 1e9, 10**7, 1e12, 1e12, 1e-6) == pytest.approx(10.0)
     with pytest.raises(ValueError, match="positive"):
-        roofline.time_floor(1, 1, 0, 1)
+        roofline.iteration_floor(1, 1, 1, 0, 1, 0)
     with pytest.raises(ValueError, match="negative"):
-        roofline.time_floor(-1, 1, 1, 1)
+        roofline.iteration_floor(-1, 1, 1, 1, 1, 0)
     f = roofline.floors(67e9, 4.8e9, 1000, roofline.H200, 5e-6)
     assert f["compute (FP32)"] == pytest.approx(1e-3) and f["memory traffic"] == pytest.approx(1e-3)
     assert f["launches"] == pytest.approx(5e-3) and f["compute (TF32)"] < f["compute (FP32)"]
@@ -43,6 +44,8 @@ def test_flops_of_a_matrix_product_are_two_per_multiply_add():
     a, b = torch.randn(8, 16), torch.randn(16, 4)
     result, flops = count_flops(lambda: a @ b)
     assert flops == 2 * 8 * 16 * 4 and torch.equal(result, a @ b)
+    _, operations, written = count_operations(lambda: (a @ b).relu())
+    assert operations == 2 and written == 2 * 8 * 4 * 4  # two [8, 4] float32 outputs
 
 
 def test_a_loop_over_tasks_launches_per_task_while_vmap_does_not():
@@ -50,9 +53,10 @@ def test_a_loop_over_tasks_launches_per_task_while_vmap_does_not():
     for execution in ("loop", "vmap"):
         for tasks in (2, 4):
             algorithm, params, episode = bench.workload("sinusoid", tasks, 1, False, execution)
-            _, counts[execution, tasks] = count_operations(
+            _, counts[execution, tasks], written = count_operations(
                 lambda a=algorithm, p=params, e=episode: a.meta_gradient(p, e)
             )
+            assert written > sum(p.numel() * 4 for p in params.values())  # at least ∇θ
     per_task = (counts["loop", 4] - counts["loop", 2]) / 2
     assert per_task > 20  # every task repeats the forward, backward and double backward
     assert counts["vmap", 4] == counts["vmap", 2]
