@@ -52,6 +52,7 @@ def workload(
     first_order: bool,
     execution: str,
     checkpoint_inner: bool = False,
+    compile_mode: str | None = None,
 ) -> tuple[MAML, dict[str, torch.Tensor], Episode]:
     """The algorithm and one batch of tasks of a named workload (fixed seed)."""
     g = torch.Generator().manual_seed(0)
@@ -82,6 +83,7 @@ def workload(
         first_order,
         execution=execution,
         checkpoint_inner=checkpoint_inner,
+        compile_mode=compile_mode,
     )
     params = algorithm.init_meta_params(torch.Generator().manual_seed(1))
     return algorithm, params, episode
@@ -252,6 +254,13 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated, from loop, functional, vmap, compiled (default: the first three)",
     )
     parser.add_argument(
+        "--inner-steps", help="comma-separated inner step counts to keep (default: 1,5)"
+    )
+    parser.add_argument(
+        "--compile-mode",
+        help="torch.compile mode of the compiled execution (reduce-overhead: CUDA graphs)",
+    )
+    parser.add_argument(
         "--memory-vs-steps",
         metavar="STEPS",
         help="e.g. 1,2,4,8: second-order MAML against inner steps, with and without "
@@ -296,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
             args.device,
             args.repeats,
             args.threads,
+            inner_steps={int(k) for k in args.inner_steps.split(",")} if args.inner_steps else None,
+            compile_mode=args.compile_mode,
         )
         title = "one MAML meta-iteration (meta_gradient), by execution"
     device = torch.device(args.device)
@@ -380,10 +391,18 @@ def compare_executions(
     device: str,
     repeats: int,
     threads: int | None,
+    inner_steps: set[int] | None = None,
+    compile_mode: str | None = None,
 ) -> list[dict[str, Any]]:
     """Each workload timed in each execution, with speed and memory relative to the loop."""
     rows = []
-    for spec in (s for s in variants(meta_batch) if s["workload"] in wanted):
+    for spec in variants(meta_batch):
+        if spec["workload"] not in wanted or (
+            inner_steps is not None and spec["inner_steps"] not in inner_steps
+        ):
+            continue
+        if compile_mode:
+            spec = {**spec, "compile_mode": compile_mode}
         diffs = check_gradients(spec, device, executions)
         order = "first" if spec["first_order"] else "second"
         loop = None

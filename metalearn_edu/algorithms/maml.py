@@ -78,6 +78,9 @@ class MAML:
     execution: str = "auto"
     loss_fn: Callable[[Tensor, Tensor], Tensor] = task_loss
     checkpoint_inner: bool = False
+    compile_mode: str | None = (
+        None  # torch.compile's mode for "compiled": "reduce-overhead" = CUDA graphs
+    )
 
     def __post_init__(self) -> None:
         check_inner_settings(self.inner_lr, self.inner_steps)
@@ -243,7 +246,7 @@ def maml_compiled(
     """(d) (c) under ``torch.compile``, compiled on the first call and kept on the algorithm."""
     if algorithm._compiled is None:
         task_grads = torch.func.vmap(_task_grad(algorithm), in_dims=(None, 0, 0, 0, 0))
-        algorithm._compiled = torch.compile(task_grads)
+        algorithm._compiled = torch.compile(task_grads, mode=algorithm.compile_mode)
     params = {n: p.detach() for n, p in meta_params.items()}
     g, (losses, accuracies) = algorithm._compiled(
         params, episode.support_x, episode.support_y, episode.query_x, episode.query_y
