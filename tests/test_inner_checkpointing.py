@@ -147,3 +147,16 @@ def test_compiled_execution_gives_the_loop_meta_gradient():
     assert metrics["post_loss"] == pytest.approx(expected_metrics["post_loss"], rel=1e-10)
     again, _ = compiled.meta_gradient(params, episode)  # the compiled function is reused
     assert max_abs_diff(again, grads) == 0
+
+
+def test_vmap_in_chunks_gives_the_same_meta_gradient():
+    model = MLP((1, 8, 1))
+    episode = regression_episode(tasks=5)
+    params = float64(MAML(model).init_meta_params(torch.Generator().manual_seed(4)))
+    whole, _ = MAML(model, inner_steps=2, execution="vmap").meta_gradient(params, episode)
+    chunked, _ = MAML(model, inner_steps=2, execution="vmap", vmap_chunk_size=2).meta_gradient(
+        params, episode
+    )
+    assert max_abs_diff(whole, chunked) < 1e-12
+    with pytest.raises(ValueError, match="vmap_chunk_size"):
+        MAML(model, vmap_chunk_size=0)

@@ -22,8 +22,11 @@ The three executions compute the same meta-gradient (``tests/test_maml.py`` chec
     reused; the first call pays the compilation: about 20 s for the sinusoid MLP on a 2-core CPU,
     where it then runs a meta-iteration 6x faster than (c)).
 
-``checkpoint_inner=True`` recomputes each inner step's graph in the backward pass instead of
-keeping it (gradient checkpointing; see :mod:`metalearn_edu.inner_loop`): the same meta-gradient,
+``vmap_chunk_size=c`` runs (c) and (d) on ``c`` tasks at a time (peak memory of ``c`` tasks, same
+result).
+
+``checkpoint_inner=True`` recomputes each inner step's graph in the backward pass instead of keeping
+it (gradient checkpointing; see :mod:`metalearn_edu.inner_loop`): the same meta-gradient,
 with memory flat in the number of inner steps. It runs with the loop execution.
 
 ``execution="auto"`` picks per device and model, from ``python -m metalearn_edu.bench``
@@ -78,9 +81,9 @@ class MAML:
     execution: str = "auto"
     loss_fn: Callable[[Tensor, Tensor], Tensor] = task_loss
     checkpoint_inner: bool = False
-    compile_mode: str | None = (
-        None  # torch.compile's mode for "compiled": "reduce-overhead" = CUDA graphs
-    )
+    vmap_chunk_size: int | None = None  # tasks per vmap chunk when memory is short (None: all)
+    # torch.compile's mode for the "compiled" execution ("reduce-overhead": CUDA graphs)
+    compile_mode: str | None = None
 
     def __post_init__(self) -> None:
         check_inner_settings(self.inner_lr, self.inner_steps)
@@ -91,6 +94,8 @@ class MAML:
                 f"checkpoint_inner=True runs with the 'loop' execution, not {self.execution!r}: "
                 "the checkpointed inner step does not run inside torch.func transforms."
             )
+        if self.vmap_chunk_size is not None and self.vmap_chunk_size < 1:
+            raise ValueError(f"vmap_chunk_size must be positive, got {self.vmap_chunk_size}.")
         self._compiled: Callable | None = None
 
     # --- what the variants (ANIL, Meta-SGD) change -------------------------------------------
@@ -205,6 +210,13 @@ def _task_grad(algorithm: MAML) -> Callable:
     return torch.func.grad(objective, has_aux=True)
 
 
+def _vmapped_task_grad(algorithm: MAML) -> Callable:
+    """The per-task gradient vmapped over tasks, ``vmap_chunk_size`` tasks at a time."""
+    return torch.func.vmap(
+        _task_grad(algorithm), in_dims=(None, 0, 0, 0, 0), chunk_size=algorithm.vmap_chunk_size
+    )
+
+
 def maml_functional(
     algorithm: MAML, meta_params: Params, episode: Episode
 ) -> tuple[Params, Tensor, Tensor]:
@@ -232,7 +244,7 @@ def maml_vmap(
     algorithm: MAML, meta_params: Params, episode: Episode
 ) -> tuple[Params, Tensor, Tensor]:
     """(c) (b)'s per-task gradient, ``torch.func.vmap``-ed over the task dimension."""
-    task_grads = torch.func.vmap(_task_grad(algorithm), in_dims=(None, 0, 0, 0, 0))
+    task_grads = _vmapped_task_grad(algorithm)
     params = {n: p.detach() for n, p in meta_params.items()}
     g, (losses, accuracies) = task_grads(
         params, episode.support_x, episode.support_y, episode.query_x, episode.query_y
@@ -245,7 +257,7 @@ def maml_compiled(
 ) -> tuple[Params, Tensor, Tensor]:
     """(d) (c) under ``torch.compile``, compiled on the first call and kept on the algorithm."""
     if algorithm._compiled is None:
-        task_grads = torch.func.vmap(_task_grad(algorithm), in_dims=(None, 0, 0, 0, 0))
+        task_grads = _vmapped_task_grad(algorithm)
         algorithm._compiled = torch.compile(task_grads, mode=algorithm.compile_mode)
     params = {n: p.detach() for n, p in meta_params.items()}
     g, (losses, accuracies) = algorithm._compiled(
