@@ -1,5 +1,5 @@
 """Does an optimizer learned on quadratics transfer? Notebook 07's comparison on a small network
-(Andrychowicz et al. 2016, §3.2 and Fig. 5: an MLP with one hidden layer of 20 sigmoid units, then
+(Andrychowicz et al. 2016, §3.2: an MLP with one hidden layer of 20 sigmoid units, then
 the generalisation tests: a longer horizon, more or wider hidden layers, ReLU instead of sigmoid).
 
 Protocol, as on the quadratics (:mod:`~.comparison`): SGD and Adam get the learning rate that gives
