@@ -160,3 +160,20 @@ def test_vmap_in_chunks_gives_the_same_meta_gradient():
     assert max_abs_diff(whole, chunked) < 1e-12
     with pytest.raises(ValueError, match="vmap_chunk_size"):
         MAML(model, vmap_chunk_size=0)
+
+
+def test_compiled_execution_does_not_recompile_during_training():
+    """After the first call, new batches of the same shape and new parameter values reuse the
+    compiled graph (a recompile per meta-iteration would cost the compile time every step)."""
+    import torch._dynamo
+
+    model = MLP((1, 8, 1))
+    algorithm = MAML(model, inner_lr=0.05, execution="compiled")
+    params = algorithm.init_meta_params(torch.Generator().manual_seed(5))
+    algorithm.meta_gradient(params, regression_episode(tasks=4, seed=0).to("cpu", torch.float32))
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for seed in (1, 2, 3):
+            params = {n: p + 0.01 * seed for n, p in params.items()}
+            episode = regression_episode(tasks=4, seed=seed).to("cpu", torch.float32)
+            grads, _ = algorithm.meta_gradient(params, episode)
+            assert all(torch.isfinite(g).all() for g in grads.values())
