@@ -8,11 +8,11 @@ import torch
 from _maml_helpers import one_thread
 
 from metalearn_edu.evaluation import meta_test_tasks
+from metalearn_edu.gate_schedule import gate_schedule
 from metalearn_edu.inner_loop import adapt
 from metalearn_edu.losses import task_loss
 from metalearn_edu.meta_lstm import (
     MetaLSTM,
-    gate_schedule,
     gates,
     gates_by_parameter,
     initial_state,

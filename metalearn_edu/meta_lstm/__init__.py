@@ -5,7 +5,8 @@
 - :mod:`.algorithm`: :class:`MetaLSTM`, episodes, the meta-gradient (clipped to norm 0.25) and
   the interface :func:`~metalearn_edu.training.meta_train` and
   :func:`~metalearn_edu.evaluation.evaluate` expect;
-- :mod:`.analysis`: the gates as a learned schedule over many tasks, and SGD as pinned gates.
+- :mod:`.analysis`: SGD as pinned gates (the learned schedule over many tasks is read by
+  :mod:`metalearn_edu.gate_schedule`).
 """
 
 from metalearn_edu.meta_lstm.algorithm import (
@@ -14,7 +15,7 @@ from metalearn_edu.meta_lstm.algorithm import (
     MetaLSTMTrace,
     gates_by_parameter,
 )
-from metalearn_edu.meta_lstm.analysis import gate_schedule, pin_gates
+from metalearn_edu.meta_lstm.analysis import pin_gates
 from metalearn_edu.meta_lstm.cell import (
     MetaLearnerState,
     cell_update,
@@ -30,7 +31,6 @@ __all__ = [
     "MetaLSTMTrace",
     "MetaLearnerState",
     "cell_update",
-    "gate_schedule",
     "gates",
     "gates_by_parameter",
     "init_meta_learner",

@@ -49,7 +49,7 @@ def draw_gate_schedule(
     1 − f_t per step (the learned decay: 0 keeps θ, log scale) of each learner tensor in ``names``
     (default: all), against the step t = 1 .. T.
 
-    ``schedule`` is :func:`~metalearn_edu.meta_lstm.analysis.gate_schedule`'s first result;
+    ``schedule`` is :func:`~metalearn_edu.gate_schedule.gate_schedule`'s first result;
     ``initial``, the same for the untrained meta-learner, is drawn dashed in grey.
     """
     chosen = _names(schedule, names)
