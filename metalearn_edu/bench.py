@@ -239,7 +239,8 @@ def machine(device: str) -> dict[str, Any]:
     return info
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m metalearn_edu.bench``."""
     parser = argparse.ArgumentParser(prog="python -m metalearn_edu.bench", description=__doc__)
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
@@ -269,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, help="JSON file for the figures")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     if args.worker:

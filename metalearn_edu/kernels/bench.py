@@ -372,13 +372,18 @@ def run(
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m metalearn_edu.kernels.bench [--only NAME ...] [--quick]``."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m metalearn_edu.kernels.bench``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="kernels to run")
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats")
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python -m metalearn_edu.kernels.bench [--only NAME ...] [--quick]``."""
+    args = build_parser().parse_args(argv)
     try:
         results = run(args.only, quick=args.quick, out_dir=args.out_dir)
     except NoGPUError as error:
