@@ -93,6 +93,15 @@ def report() -> list[Finding]:
         findings.append(
             Finding(module, version or "missing", version is not None, f"needed for {why}")
         )
+    triton = _version("triton")  # optional: Linux only
+    findings.append(
+        Finding(
+            "Triton",
+            triton or "not installed (optional)",
+            True,
+            "" if triton else "GPU kernels and notebook 09's kernel section need it (Linux only)",
+        )
+    )
     findings.append(Finding("Fast mode", "on" if config.fast_mode() else "off (full size)", True))
     findings.append(Finding("Data folder", _shown(config.data_dir()), True))
     findings.append(omniglot_status())

@@ -41,3 +41,13 @@ def test_report_says_how_to_get_missing_data_without_downloading(monkeypatch, tm
     assert not (tmp_path / "data" / "omniglot" / ARCHIVES[0]).exists()
     doctor.print_report([status])
     assert config.OMNIGLOT_ENV in capsys.readouterr().out
+
+
+def test_triton_is_optional(monkeypatch):
+    from metalearn_edu import doctor
+
+    real = doctor._version
+    monkeypatch.setattr(doctor, "_version", lambda m: None if m == "triton" else real(m))
+    found = {f.item: f for f in doctor.report()}
+    assert found["Triton"].ok and found["Triton"].value == "not installed (optional)"
+    assert "Linux" in found["Triton"].advice
