@@ -166,26 +166,15 @@ def _bench_lstm_optimizer_size(
         update, new_state = fn(optimizer, params, grad, state)
         return [update, *(t for pair in new_state for t in pair)]
 
-    cotangents = [torch.randn_like(t) for t in outputs(lstm_optimizer_step_reference)]
-
-    def run(fn: Callable[..., Any], backward: bool) -> Callable[[], Any]:
-        def call() -> Any:
-            if not backward:
-                with torch.no_grad():
-                    return outputs(fn)
-            return torch.autograd.grad(outputs(fn), inputs, cotangents)
-
-        return call
-
-    for backward in (False, True):
-        _check(
-            f"lstm_optimizer_step N={n}",
-            list(run(lstm_optimizer_step_triton, backward)()),
-            list(run(lstm_optimizer_step_reference, backward)()),
-            rtol=1e-4,
-        )
-    return _time_passes(
-        ctx, "lstm_optimizer_step", n, run, step, lstm_optimizer_bytes, lstm_optimizer_flops
+    return _check_and_time(
+        ctx,
+        "lstm_optimizer_step",
+        n,
+        outputs,
+        inputs,
+        (lstm_optimizer_step_triton, lstm_optimizer_step_reference),
+        step,
+        (lstm_optimizer_bytes, lstm_optimizer_flops),
     )
 
 
@@ -235,7 +224,32 @@ def _bench_meta_lstm_size(
     def outputs(fn: Callable[..., Any]) -> list[Tensor]:
         return list(fn(params, state, loss, grad))
 
-    cotangents = [torch.randn_like(t) for t in outputs(meta_lstm_step_reference)]
+    return _check_and_time(
+        ctx,
+        "meta_lstm_step",
+        n,
+        outputs,
+        inputs,
+        (meta_lstm_step_triton, meta_lstm_step_reference),
+        step,
+        (meta_lstm_bytes, meta_lstm_flops),
+    )
+
+
+def _check_and_time(
+    ctx: Any,
+    name: str,
+    n: int,
+    outputs: Callable[[Callable[..., Any]], list[Tensor]],
+    inputs: list[Tensor],
+    kernel_and_reference: tuple[Callable[..., Any], Callable[..., Any]],
+    step: dict[str, Callable[..., Any]],
+    bytes_and_flops: tuple[Callable[..., Any], Callable[..., Any]],
+) -> list[Record]:
+    """Check the kernel against its reference, forward and backward (random cotangents), then time
+    every variant in ``step``; ``outputs(fn)`` runs one step with ``fn`` and lists its outputs."""
+    kernel, reference = kernel_and_reference
+    cotangents = [torch.randn_like(t) for t in outputs(reference)]
 
     def run(fn: Callable[..., Any], backward: bool) -> Callable[[], Any]:
         def call() -> Any:
@@ -247,10 +261,6 @@ def _bench_meta_lstm_size(
         return call
 
     for backward in (False, True):
-        _check(
-            f"meta_lstm_step N={n}",
-            list(run(meta_lstm_step_triton, backward)()),
-            list(run(meta_lstm_step_reference, backward)()),
-            rtol=1e-4,
-        )
-    return _time_passes(ctx, "meta_lstm_step", n, run, step, meta_lstm_bytes, meta_lstm_flops)
+        _check(f"{name} N={n}", list(run(kernel, backward)()), list(run(reference, backward)()),
+               rtol=1e-4)  # fmt: skip
+    return _time_passes(ctx, name, n, run, step, *bytes_and_flops)
