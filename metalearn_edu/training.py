@@ -9,6 +9,13 @@ It records, per iteration, the query loss and accuracy before and after adaptati
 curves whose gap is what meta-learning buys), validates every ``validate_every`` iterations on
 fixed held-out tasks, saves checkpoints, and stops with an error naming the iteration and the
 loss if a loss becomes NaN or infinite.
+
+On a GPU the loop never waits for the device inside an iteration: the metrics stay on the device
+and are read back every ``sync_every`` iterations (default 100 on an accelerator, 1 on the CPU),
+so the host samples and launches the next iterations while the device computes; reading a number
+back every iteration would make the host wait for each step to finish. A non-finite loss or
+gradient is still found and named by its iteration at the next read-back, before any checkpoint
+is written (on the CPU: before its update is applied).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from metalearn_edu.algorithms.maml import MAML
@@ -63,8 +71,9 @@ def make_optimizer(meta_params: Params, name: str, meta_lr: float) -> torch.opti
     """The outer optimiser: ``"adam"`` (MAML) or ``"sgd"`` (Reptile's θ ← θ + ε(φ − θ))."""
     if not (meta_lr > 0 and math.isfinite(meta_lr)):
         raise ValueError(f"meta_lr must be a positive finite number, got {meta_lr!r}.")
-    if name == "adam":
-        return torch.optim.Adam(meta_params.values(), lr=meta_lr)
+    if name == "adam":  # on a GPU, one fused kernel updates all parameters
+        fused = all(p.is_cuda for p in meta_params.values()) or None
+        return torch.optim.Adam(meta_params.values(), lr=meta_lr, fused=fused)
     if name == "sgd":
         return torch.optim.SGD(meta_params.values(), lr=meta_lr)
     raise ValueError(f"outer_optimizer must be 'adam' or 'sgd', got {name!r}.")
@@ -101,18 +110,44 @@ def resume_state(state: TrainState, path: str | os.PathLike) -> dict[str, Any]:
     return saved
 
 
-def _check_finite(iteration: int, metrics: dict[str, float], grads: Params) -> None:
+class _PendingMetrics:
+    """Per-iteration metrics and gradient-finiteness flags, kept on the device until read."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, Tensor, Tensor]] = []
+
+    def add(self, iteration: int, metrics: dict[str, Tensor], grads: Params) -> None:
+        values = torch.stack([metrics[k].detach().to(torch.float64) for k in TRAIN_COLUMNS[1:]])
+        finite = torch.stack([torch.isfinite(g).all() for g in grads.values()])
+        self.rows.append((iteration, values, finite))
+
+    def flush(self, train: dict[str, list[float]], grad_names: list[str]) -> dict[str, float]:
+        """Read everything pending in one transfer, check it, append it to ``train``; return
+        the last iteration's metrics."""
+        values = torch.stack([v for _, v, _ in self.rows]).tolist()
+        finite = torch.stack([f for _, _, f in self.rows]).tolist()
+        for (iteration, _, _), row, flags in zip(self.rows, values, finite, strict=True):
+            metrics = dict(zip(TRAIN_COLUMNS[1:], row, strict=True))
+            bad = [n for n, ok in zip(grad_names, flags, strict=True) if not ok]
+            _check_finite(iteration, metrics, bad)
+            train["iteration"].append(iteration)
+            for key in TRAIN_COLUMNS[1:]:
+                train[key].append(metrics[key])
+        self.rows.clear()
+        return metrics
+
+
+def _check_finite(iteration: int, metrics: dict[str, float], bad_grads: list[str]) -> None:
     for key, description in _LOSS_NAMES.items():
         if not math.isfinite(metrics[key]):
             raise FloatingPointError(
                 f"meta-training stopped at iteration {iteration}: the {description} is "
                 f"{metrics[key]} (try a smaller inner_lr or meta_lr)."
             )
-    bad = [n for n, g in grads.items() if not torch.isfinite(g).all()]
-    if bad:
+    if bad_grads:
         raise FloatingPointError(
-            f"meta-training stopped at iteration {iteration}: the meta-gradient of {bad} is not "
-            f"finite although the losses are."
+            f"meta-training stopped at iteration {iteration}: the meta-gradient of {bad_grads} "
+            f"is not finite although the losses are."
         )
 
 
@@ -136,12 +171,15 @@ def meta_train(
     resume: bool = False,
     config: dict[str, Any] | None = None,
     progress: bool = True,
+    sync_every: int | None = None,
 ) -> TrainState:
     """Meta-train until ``iterations`` meta-updates in total have been made.
 
     With ``resume=True`` and an existing ``checkpoint_path`` the run continues from it and ends
     exactly as an uninterrupted run would. Checkpoints are written every ``checkpoint_every``
-    iterations (0: only at the end) when ``checkpoint_path`` is given.
+    iterations (0: only at the end) when ``checkpoint_path`` is given. Metrics are read back
+    from the device every ``sync_every`` iterations (None: 1 on the CPU, 100 elsewhere), and
+    always before validating, checkpointing and returning.
     """
     if iterations < 0 or meta_batch_size < 1:
         raise ValueError(
@@ -161,6 +199,11 @@ def meta_train(
         resume_state(state, checkpoint_path)
     config = dict(config or {})
     train, validation = state.history["train"], state.history["validation"]
+    if sync_every is None:
+        sync_every = 1 if torch.device(device).type == "cpu" else 100
+    if isinstance(sync_every, bool) or not isinstance(sync_every, int) or sync_every < 1:
+        raise ValueError(f"sync_every must be a positive integer, got {sync_every!r}.")
+    pending, grad_names = _PendingMetrics(), list(state.meta_params)
 
     # At most two redraws a second: a notebook front end (and nbval, which reads a cell's messages
     # only when it ends) must not be flooded with one message per iteration.
@@ -174,27 +217,28 @@ def meta_train(
     while state.iteration < iterations:
         iteration = state.iteration
         episode = tasks.sample(meta_batch_size, generator=state.generator).to(device, dtype)
-        grads, metrics = algorithm.meta_gradient(state.meta_params, episode)
-        _check_finite(iteration, metrics, grads)
+        grads, metrics = algorithm.meta_gradient(state.meta_params, episode, sync=False)
+        pending.add(iteration, metrics, grads)
+        done = iteration + 1  # meta-updates made once this one is applied
+        last = done == iterations
+        validate = bool(
+            validation_tasks is not None and validate_every and (done % validate_every == 0 or last)
+        )
+        save = checkpoint_path is not None and (
+            last or bool(checkpoint_every and done % checkpoint_every == 0)
+        )
+        if len(pending.rows) >= sync_every or validate or save or last:
+            read = pending.flush(train, grad_names)  # raises on a non-finite loss or gradient
+            bar.set_postfix(
+                pre=f"{read['pre_loss']:.3f}", post=f"{read['post_loss']:.3f}", refresh=False
+            )
         for name, p in state.meta_params.items():
             p.grad = grads[name]
         state.optimizer.step()
         state.iteration += 1
-
-        train["iteration"].append(iteration)
-        for key in TRAIN_COLUMNS[1:]:
-            train[key].append(metrics[key])
         bar.update(1)
-        bar.set_postfix(
-            pre=f"{metrics['pre_loss']:.3f}", post=f"{metrics['post_loss']:.3f}", refresh=False
-        )
 
-        last = state.iteration == iterations
-        if (
-            validation_tasks is not None
-            and validate_every
-            and (state.iteration % validate_every == 0 or last)
-        ):
+        if validate:
             result = evaluate(
                 algorithm,
                 state.meta_params,
@@ -211,9 +255,7 @@ def meta_train(
                     f"meta-training stopped at iteration {iteration}: the validation query loss "
                     f"is {result['loss']}."
                 )
-        if checkpoint_path is not None and (
-            last or (checkpoint_every and state.iteration % checkpoint_every == 0)
-        ):
+        if save:
             save_checkpoint(checkpoint_path, state.to_checkpoint(config))
     bar.close()
     return state

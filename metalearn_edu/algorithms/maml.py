@@ -61,6 +61,13 @@ EXECUTIONS = ("auto", "loop", "functional", "vmap", "compiled")
 CPU_EXECUTION = {"MLP": "vmap", "Conv4": "loop"}
 
 Metrics = dict[str, float]
+TensorMetrics = dict[str, Tensor]  # the same, as 0-d tensors still on the device
+
+
+def read_metrics(metrics: TensorMetrics) -> Metrics:
+    """0-d metric tensors -> Python floats, read back from the device in one transfer."""
+    values = torch.stack([v.detach().to(torch.float64) for v in metrics.values()]).tolist()
+    return dict(zip(metrics, values, strict=True))
 
 
 def choose_execution(model: FunctionalModel, device: torch.device) -> str:
@@ -155,8 +162,15 @@ class MAML:
         return self.loss_fn(prediction, query_y), accuracy(prediction, query_y).detach()
 
     # --- a batch of tasks ----------------------------------------------------------------------
-    def meta_gradient(self, meta_params: Params, episode: Episode) -> tuple[Params, Metrics]:
-        """∇ of the mean post-adaptation query loss, and metrics before and after adaptation."""
+    def meta_gradient(
+        self, meta_params: Params, episode: Episode, *, sync: bool = True
+    ) -> tuple[Params, Metrics | TensorMetrics]:
+        """∇ of the mean post-adaptation query loss, and metrics before and after adaptation.
+
+        With ``sync=False`` the metrics stay 0-d tensors on the episode's device, so the call
+        never waits for the device (:func:`metalearn_edu.training.meta_train` reads them in
+        batches); by default they are floats.
+        """
         check_episode(self.model, episode)
         execution = self.execution
         if execution == "auto":
@@ -171,9 +185,9 @@ class MAML:
         }[execution]
         grads, losses, accuracies = compute(self, meta_params, episode)
         metrics = query_metrics(self, meta_params, episode)
-        metrics["post_loss"] = losses.mean().item()
-        metrics["post_accuracy"] = accuracies.mean().item()
-        return grads, metrics
+        metrics["post_loss"] = losses.mean()
+        metrics["post_accuracy"] = accuracies.mean()
+        return grads, metrics if not sync else read_metrics(metrics)
 
 
 def maml_loop(
@@ -267,7 +281,7 @@ def maml_compiled(
 
 
 @torch.no_grad()
-def query_metrics(algorithm: MAML, meta_params: Params, episode: Episode) -> Metrics:
+def query_metrics(algorithm: MAML, meta_params: Params, episode: Episode) -> TensorMetrics:
     """Mean query loss and accuracy of the *unadapted* model (the "pre-adaptation" curve)."""
     params, _ = algorithm.split(meta_params)
 
@@ -278,4 +292,4 @@ def query_metrics(algorithm: MAML, meta_params: Params, episode: Episode) -> Met
     losses, accuracies = torch.func.vmap(task_metrics)(
         episode.query_x, episode.query_y, episode.support_x
     )
-    return {"pre_loss": losses.mean().item(), "pre_accuracy": accuracies.mean().item()}
+    return {"pre_loss": losses.mean(), "pre_accuracy": accuracies.mean()}

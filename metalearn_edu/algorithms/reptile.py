@@ -18,7 +18,13 @@ from dataclasses import dataclass
 
 import torch
 
-from metalearn_edu.algorithms.maml import MAML, Metrics, query_metrics
+from metalearn_edu.algorithms.maml import (
+    MAML,
+    Metrics,
+    TensorMetrics,
+    query_metrics,
+    read_metrics,
+)
 from metalearn_edu.inner_loop import Params
 from metalearn_edu.losses import accuracy
 from metalearn_edu.models.base import check_episode
@@ -32,8 +38,11 @@ class Reptile(MAML):
     inner_steps: int = 5
     first_order: bool = True
 
-    def meta_gradient(self, meta_params: Params, episode: Episode) -> tuple[Params, Metrics]:
-        """The Reptile direction θ − mean_i φ_i, and metrics before and after adaptation."""
+    def meta_gradient(
+        self, meta_params: Params, episode: Episode, *, sync: bool = True
+    ) -> tuple[Params, Metrics | TensorMetrics]:
+        """The Reptile direction θ − mean_i φ_i, and metrics before and after adaptation
+        (0-d tensors with ``sync=False``, as :meth:`MAML.meta_gradient`)."""
         check_episode(self.model, episode)
         theta = {n: p.detach().requires_grad_() for n, p in meta_params.items()}
         mean_phi = {n: torch.zeros_like(p) for n, p in theta.items()}
@@ -53,6 +62,6 @@ class Reptile(MAML):
                     accuracies.append(accuracy(prediction, episode.query_y[i]))
         direction = {n: theta[n].detach() - mean_phi[n] for n in theta}
         metrics = query_metrics(self, meta_params, episode)
-        metrics["post_loss"] = torch.stack(losses).mean().item()
-        metrics["post_accuracy"] = torch.stack(accuracies).mean().item()
-        return direction, metrics
+        metrics["post_loss"] = torch.stack(losses).mean()
+        metrics["post_accuracy"] = torch.stack(accuracies).mean()
+        return direction, metrics if not sync else read_metrics(metrics)

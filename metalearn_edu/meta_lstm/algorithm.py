@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from metalearn_edu.algorithms.maml import Metrics, query_metrics
+from metalearn_edu.algorithms.maml import Metrics, TensorMetrics, query_metrics, read_metrics
 from metalearn_edu.learned_optimizers.lstm_cell import Params
 from metalearn_edu.learned_optimizers.optimizee import ParamShapes, flatten_params, unflatten_params
 from metalearn_edu.learned_optimizers.preprocessing import P_PAPER
@@ -179,8 +179,11 @@ class MetaLSTM:
             (grad,) = torch.autograd.grad(loss, leaf)
         return loss.detach(), grad.detach()
 
-    def meta_gradient(self, meta_params: Params, episode: Episode) -> tuple[Params, Metrics]:
-        """∇ of the mean query loss after adaptation, its total norm clipped to ``clip_norm``."""
+    def meta_gradient(
+        self, meta_params: Params, episode: Episode, *, sync: bool = True
+    ) -> tuple[Params, Metrics | TensorMetrics]:
+        """∇ of the mean query loss after adaptation, its total norm clipped to ``clip_norm``
+        (metrics as 0-d tensors with ``sync=False``; the clipping itself reads the norm)."""
         check_episode(self.model, episode)
         leaves = {n: p.detach().requires_grad_() for n, p in meta_params.items()}
         grads = {n: torch.zeros_like(p) for n, p in leaves.items()}
@@ -202,6 +205,6 @@ class MetaLSTM:
             scale = min(1.0, self.clip_norm / (total.item() + 1e-6))
             grads = {n: g * scale for n, g in grads.items()}
         metrics = query_metrics(self, meta_params, episode)
-        metrics["post_loss"] = torch.stack(losses).mean().item()
-        metrics["post_accuracy"] = torch.stack(accuracies).mean().item()
-        return grads, metrics
+        metrics["post_loss"] = torch.stack(losses).mean()
+        metrics["post_accuracy"] = torch.stack(accuracies).mean()
+        return grads, metrics if not sync else read_metrics(metrics)
