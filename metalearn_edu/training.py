@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,6 +173,7 @@ def meta_train(
     config: dict[str, Any] | None = None,
     progress: bool = True,
     sync_every: int | None = None,
+    time_limit_s: float | None = None,
 ) -> TrainState:
     """Meta-train until ``iterations`` meta-updates in total have been made.
 
@@ -180,6 +182,10 @@ def meta_train(
     iterations (0: only at the end) when ``checkpoint_path`` is given. Metrics are read back
     from the device every ``sync_every`` iterations (None: 1 on the CPU, 100 elsewhere), and
     always before validating, checkpointing and returning.
+
+    ``time_limit_s`` stops the run early, after the first iteration that ends past the limit,
+    with a checkpoint (when ``checkpoint_path`` is given) to resume from: for machines lent for a
+    few minutes at a time. ``state.iteration`` tells how far it got.
     """
     if iterations < 0 or meta_batch_size < 1:
         raise ValueError(
@@ -203,6 +209,9 @@ def meta_train(
         sync_every = 1 if torch.device(device).type == "cpu" else 100
     if isinstance(sync_every, bool) or not isinstance(sync_every, int) or sync_every < 1:
         raise ValueError(f"sync_every must be a positive integer, got {sync_every!r}.")
+    if time_limit_s is not None and not time_limit_s > 0:
+        raise ValueError(f"time_limit_s must be positive (or None), got {time_limit_s!r}.")
+    deadline = math.inf if time_limit_s is None else time.monotonic() + time_limit_s
     pending, grad_names = _PendingMetrics(), list(state.meta_params)
 
     # At most two redraws a second: a notebook front end (and nbval, which reads a cell's messages
@@ -221,13 +230,14 @@ def meta_train(
         pending.add(iteration, metrics, grads)
         done = iteration + 1  # meta-updates made once this one is applied
         last = done == iterations
+        out_of_time = not last and time.monotonic() >= deadline
         validate = bool(
             validation_tasks is not None and validate_every and (done % validate_every == 0 or last)
         )
         save = checkpoint_path is not None and (
-            last or bool(checkpoint_every and done % checkpoint_every == 0)
+            last or out_of_time or bool(checkpoint_every and done % checkpoint_every == 0)
         )
-        if len(pending.rows) >= sync_every or validate or save or last:
+        if len(pending.rows) >= sync_every or validate or save or last or out_of_time:
             read = pending.flush(train, grad_names)  # raises on a non-finite loss or gradient
             bar.set_postfix(
                 pre=f"{read['pre_loss']:.3f}", post=f"{read['post_loss']:.3f}", refresh=False
@@ -257,5 +267,7 @@ def meta_train(
                 )
         if save:
             save_checkpoint(checkpoint_path, state.to_checkpoint(config))
+        if out_of_time:
+            break
     bar.close()
     return state

@@ -160,3 +160,31 @@ def test_adam_is_fused_only_on_a_gpu():
     if torch.cuda.is_available():
         gpu = {"w": torch.zeros(3, device="cuda", requires_grad=True)}
         assert make_optimizer(gpu, "adam", 1e-3).defaults["fused"]
+
+
+def test_a_time_limited_run_resumed_until_done_equals_one_uninterrupted_run(tmp_path):
+    def run(**kwargs):
+        return _run(
+            3,
+            iterations=7,
+            validation_tasks=SinusoidTasks(),
+            validate_every=3,
+            validation_size=4,
+            **kwargs,
+        )
+
+    whole = run()
+    path, stops = tmp_path / "run.pt", []
+    while not stops or stops[-1] < 7:
+        # a limit this short stops after every iteration, checkpointing each time
+        state = run(checkpoint_path=path, resume=True, time_limit_s=1e-9)
+        stops.append(state.iteration)
+    assert stops == [1, 2, 3, 4, 5, 6, 7]
+    for name, p in whole.meta_params.items():
+        assert torch.equal(state.meta_params[name], p)
+    for part in ("train", "validation"):
+        for key, values in whole.history[part].items():
+            np.testing.assert_array_equal(state.history[part][key], values)
+    assert whole.history["validation"]["iteration"] == [3, 6, 7]
+    with pytest.raises(ValueError, match="time_limit_s"):
+        run(time_limit_s=0)
