@@ -49,6 +49,7 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     generator: torch.Generator
     iteration: int = 0
+    train_time_s: float = 0.0  # wall time spent in meta_train, summed over resumed pieces
     history: dict[str, dict[str, list[float]]] = field(
         default_factory=lambda: {
             "train": {c: [] for c in TRAIN_COLUMNS},
@@ -60,6 +61,7 @@ class TrainState:
         return {
             "config": config,
             "iteration": self.iteration,
+            "train_time_s": self.train_time_s,
             "meta_params": {n: p.detach().cpu() for n, p in self.meta_params.items()},
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
@@ -107,6 +109,7 @@ def resume_state(state: TrainState, path: str | os.PathLike) -> dict[str, Any]:
     state.generator.set_state(saved["generator"])
     torch.set_rng_state(saved["torch_rng"])
     state.iteration = int(saved["iteration"])
+    state.train_time_s = float(saved.get("train_time_s", 0.0))  # absent before 2026-11
     state.history = saved["history"]
     return saved
 
@@ -211,7 +214,9 @@ def meta_train(
         raise ValueError(f"sync_every must be a positive integer, got {sync_every!r}.")
     if time_limit_s is not None and not time_limit_s > 0:
         raise ValueError(f"time_limit_s must be positive (or None), got {time_limit_s!r}.")
-    deadline = math.inf if time_limit_s is None else time.monotonic() + time_limit_s
+    started = time.monotonic()
+    deadline = math.inf if time_limit_s is None else started + time_limit_s
+    time_before = state.train_time_s
     pending, grad_names = _PendingMetrics(), list(state.meta_params)
 
     # At most two redraws a second: a notebook front end (and nbval, which reads a cell's messages
@@ -265,6 +270,7 @@ def meta_train(
                     f"meta-training stopped at iteration {iteration}: the validation query loss "
                     f"is {result['loss']}."
                 )
+        state.train_time_s = time_before + time.monotonic() - started
         if save:
             save_checkpoint(checkpoint_path, state.to_checkpoint(config))
         if out_of_time:

@@ -188,3 +188,13 @@ def test_a_time_limited_run_resumed_until_done_equals_one_uninterrupted_run(tmp_
     assert whole.history["validation"]["iteration"] == [3, 6, 7]
     with pytest.raises(ValueError, match="time_limit_s"):
         run(time_limit_s=0)
+
+
+def test_training_time_adds_up_over_resumed_pieces(tmp_path):
+    path = tmp_path / "run.pt"
+    first = _run(1, iterations=3, checkpoint_path=path)
+    assert first.train_time_s > 0
+    assert load_checkpoint(path)["train_time_s"] == first.train_time_s
+    second = _run(1, iterations=6, checkpoint_path=path, resume=True)
+    assert second.iteration == 6 and second.train_time_s > first.train_time_s
+    assert load_checkpoint(path)["train_time_s"] == second.train_time_s
