@@ -36,6 +36,21 @@ from metalearn_edu.evaluation import evaluate
 from metalearn_edu.inner_loop import Params
 from metalearn_edu.tasks.episode import TaskDistribution
 
+# configuration keys a resumed run may change: how far to go, how to report, how to compute the
+# same arithmetic; every other key (the algorithm, its settings, the data, the precision) must match
+RESUMABLE_CHANGES = frozenset(
+    {
+        "iterations",
+        "eval_tasks",
+        "validation_tasks",
+        "validate_every",
+        "omniglot_root",
+        "execution",
+        "compile_mode",
+        "sync_every",
+        "channels_last",
+    }
+)
 TRAIN_COLUMNS = ("iteration", "pre_loss", "post_loss", "pre_accuracy", "post_accuracy")
 VALIDATION_COLUMNS = ("iteration", "loss", "loss_ci95", "accuracy", "accuracy_ci95")
 _LOSS_NAMES = {"pre_loss": "pre-adaptation query loss", "post_loss": "post-adaptation query loss"}
@@ -112,6 +127,21 @@ def resume_state(state: TrainState, path: str | os.PathLike) -> dict[str, Any]:
     state.train_time_s = float(saved.get("train_time_s", 0.0))  # absent before 2026-11
     state.history = saved["history"]
     return saved
+
+
+def _check_same_run(saved: dict[str, Any], config: dict[str, Any], path: Any) -> None:
+    """A resumed run must continue the run it resumes: refuse changed settings, naming them."""
+    if not saved or not config:
+        return
+    # keys a checkpoint does not have are not compared: it was written before they existed
+    shared = (saved.keys() & config.keys()) - RESUMABLE_CHANGES
+    changed = sorted(key for key in shared if saved[key] != config[key])
+    if changed:
+        details = ", ".join(f"{k}: {saved[k]!r} -> {config[k]!r}" for k in changed)
+        raise ValueError(
+            f"the checkpoint {path} was trained with other settings ({details}); resume with the "
+            "same settings, or start a new run with another --checkpoint."
+        )
 
 
 class _PendingMetrics:
@@ -204,9 +234,10 @@ def meta_train(
             device=device,
             dtype=dtype,
         )
-    if resume and checkpoint_path is not None and os.path.exists(checkpoint_path):
-        resume_state(state, checkpoint_path)
     config = dict(config or {})
+    if resume and checkpoint_path is not None and os.path.exists(checkpoint_path):
+        saved = resume_state(state, checkpoint_path)
+        _check_same_run(saved.get("config") or {}, config, checkpoint_path)
     train, validation = state.history["train"], state.history["validation"]
     if sync_every is None:
         sync_every = 1 if torch.device(device).type == "cpu" else 100

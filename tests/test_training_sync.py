@@ -198,3 +198,23 @@ def test_training_time_adds_up_over_resumed_pieces(tmp_path):
     second = _run(1, iterations=6, checkpoint_path=path, resume=True)
     assert second.iteration == 6 and second.train_time_s > first.train_time_s
     assert load_checkpoint(path)["train_time_s"] == second.train_time_s
+
+
+def test_resuming_with_other_settings_is_refused_naming_them(tmp_path):
+    path = tmp_path / "run.pt"
+    config = {
+        "preset": "sinusoid",
+        "inner_lr": 0.01,
+        "iterations": 2,
+        "execution": "loop",
+        "precision": "float32",
+    }
+    _run(1, iterations=2, checkpoint_path=path, config=config)
+    # more iterations and another execution of the same arithmetic: allowed
+    longer = {**config, "iterations": 3, "execution": "vmap"}
+    assert _run(1, iterations=3, checkpoint_path=path, resume=True, config=longer).iteration == 3
+    changed = {**longer, "inner_lr": 0.02, "precision": "bf16", "new_key": 1}
+    with pytest.raises(
+        ValueError, match=r"inner_lr: 0.01 -> 0.02, precision: 'float32' -> 'bf16'\)"
+    ):
+        _run(1, iterations=4, checkpoint_path=path, resume=True, config=changed)
