@@ -8,12 +8,17 @@ Measures, on this machine:
   real cache is untouched; skipped without archives) and the time to load it;
 - the sampler: episodes per second for 5-way 1-shot 15 queries (meta-batch 32) and 20-way 5-shot
   15 queries (meta-batch 16), the MAML paper's Omniglot settings (App. A.1);
+- the sampler's two parts on one CPU thread: drawing the indices (``OmniglotTasks.draw``, always
+  on the CPU) and the gather plus conversion to float (``OmniglotTasks.gather``, which runs on
+  the device when the sampler has one). With ``device="cuda"`` the drawing is the CPU work left
+  per meta-batch; where CUDA is present, the time of a sample made on the GPU is measured too;
 - one second-order MAML meta-gradient step of the conv4 network on such an episode, with the
   paper's inner loop (5-way: 1 step, alpha 0.4; 20-way: 5 steps, alpha 0.1), using
   ``metalearn_edu.algorithms.MAML`` (or, if that cannot be imported, a torch.func step written
   here).
 
 The sampler is not a bottleneck when its time per episode is a small fraction of the step's.
+On a GPU the step is short (a few ms), so what counts there is the CPU work left per meta-batch.
 Results go to a JSON file (default ``data/benchmarks/omniglot_sampler.json``).
 """
 
@@ -42,12 +47,17 @@ SETTINGS = [
 ]
 
 
-def _timeit(fn: Callable[[], object], repeats: int) -> float:
-    """Mean seconds per call over ``repeats`` calls, after one warm-up call."""
+def _timeit(
+    fn: Callable[[], object], repeats: int, synchronize: Callable[[], object] = lambda: None
+) -> float:
+    """Mean seconds per call over ``repeats`` calls, after one warm-up call; ``synchronize``
+    (e.g. ``torch.cuda.synchronize``) waits for a device's queued work before and after."""
     fn()
+    synchronize()
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
+    synchronize()
     return (time.perf_counter() - start) / repeats
 
 
@@ -170,6 +180,9 @@ def main(argv: list[str] | None = None) -> dict:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # small ops suffer most from busy or oversubscribed cores
         sample_1thread_s = _timeit(lambda s=sampler, b=batch, g=g: s.sample(b, g), args.episodes)
+        draw_s = _timeit(lambda s=sampler, b=batch, g=g: s.draw(b, g), args.episodes)
+        rows = sampler.draw(batch, g)
+        gather_s = _timeit(lambda s=sampler, r=rows: s.gather(r), args.episodes)
         torch.set_num_threads(threads)
         episode = sampler.sample(batch, g)
         step = make_step(ways, inner_steps, inner_lr)
@@ -185,13 +198,27 @@ def main(argv: list[str] | None = None) -> dict:
             "sample_ms": round(1e3 * sample_s, 2),
             "episodes_per_s": round(1 / sample_s, 1),
             "sample_ms_1_thread": round(1e3 * sample_1thread_s, 2),
+            "draw_indices_ms_1_thread": round(1e3 * draw_s, 3),
+            "gather_convert_ms_1_thread": round(1e3 * gather_s, 2),
             "training_step_ms": round(1e3 * step_s, 1),
             "sampler_share_of_step": round(sample_s / step_s, 4),
         }
+        if torch.cuda.is_available():
+            on_gpu = OmniglotTasks("train", ways, shots, queries, data=data, device="cuda")
+            sample_cuda_s = _timeit(
+                lambda s=on_gpu, b=batch, g=g: s.sample(b, g),
+                args.episodes,
+                torch.cuda.synchronize,
+            )
+            row["sample_ms_cuda"] = round(1e3 * sample_cuda_s, 3)
+            del on_gpu
         result["settings"].append(row)
+        gpu = f"; on the GPU {row['sample_ms_cuda']} ms" if "sample_ms_cuda" in row else ""
         print(
             f"{name}, meta-batch {batch}: sampler {row['sample_ms']} ms/episode "
-            f"({row['episodes_per_s']} episodes/s; {row['sample_ms_1_thread']} ms on 1 thread); "
+            f"({row['episodes_per_s']} episodes/s; {row['sample_ms_1_thread']} ms on 1 thread: "
+            f"{row['draw_indices_ms_1_thread']} ms drawing the indices, "
+            f"{row['gather_convert_ms_1_thread']} ms gathering{gpu}); "
             f"training step {row['training_step_ms']} ms; "
             f"sampler = {100 * row['sampler_share_of_step']:.2f}% of a step"
         )

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     expected = algorithm.init_meta_params(torch.Generator().manual_seed(0))
     check_compatible(saved["meta_params"], expected, source=str(args.checkpoint))
     meta_params = {n: p.to(device) for n, p in saved["meta_params"].items()}
-    tasks = build_tasks(config)[args.split]
+    tasks = build_tasks(config, device)[args.split]
     inner_steps = args.inner_steps
     if inner_steps is None:
         inner_steps = config.get("test_inner_steps", config["inner_steps"])

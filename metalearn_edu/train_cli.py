@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = args.checkpoint or data_dir() / "runs" / f"{name}.pt"
     output = args.output or checkpoint.with_suffix(".json")
     algorithm = build_algorithm(config)
-    tasks = build_tasks(config)
+    tasks = build_tasks(config, device)
 
     start = time.perf_counter()
     state = meta_train(

@@ -10,6 +10,12 @@ Images are float32 ``[T, N*K, 1, 28, 28]`` (support) and ``[T, N*Q, 1, 28, 28]``
 background 0 as in the MAML code (``1 - png / 255``), grouped by class: the support labels of every
 task are ``[0]*K + [1]*K + ... + [N-1]*K``.
 
+With ``device=`` the uint8 images live on that device (moved once, at construction) and an
+episode is made there: only the random choices are drawn on the CPU (:meth:`OmniglotTasks.draw`),
+the gather and the conversion to float run on the device (:meth:`OmniglotTasks.gather`), so a
+training loop on a GPU pays little CPU time per meta-batch. The episodes are bitwise the same as
+without ``device``.
+
 Rotations by multiples of 90 degrees (``rotations=``):
 
 - ``"augment"`` (MAML code): each class of each task is turned by a random multiple of 90 degrees,
@@ -33,16 +39,31 @@ from metalearn_edu.tasks.episode import Episode
 ROTATIONS = ("augment", "classes", "none")
 
 
+# The float32 value of each of the 256 pixel levels, level / 255, divided on the CPU. Off the CPU
+# the pixels are looked up here instead of divided, because a division need not give the same bits
+# on every device: CUDA divides by a number by multiplying with its reciprocal, which changes the
+# last bit of 126 of the 256 levels.
+LEVELS = torch.arange(256, dtype=torch.float32).div_(255.0)
+
+
 def _positive(name: str, value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def _to_device(rows: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The small index tensor ``rows`` copied to ``device``; to a GPU without waiting for it."""
+    if rows.device.type == "cpu" and device.type == "cuda":  # from pinned memory, asynchronously
+        return rows.pin_memory().to(device, non_blocking=True)
+    return rows.to(device)  # no copy if already there (the CPU)
 
 
 class OmniglotTasks:
     """The ``TaskDistribution`` of N-way K-shot Omniglot tasks over one split of the characters.
 
     ``data`` may be given (e.g. one :class:`Omniglot` shared by the train/val/test samplers);
-    otherwise it is loaded with ``load_omniglot(root, cache_dir=...)``.
+    otherwise it is loaded with ``load_omniglot(root, cache_dir=...)``. ``device`` (e.g.
+    ``"cuda"``): where the images are kept and the episodes made; ``None``: the CPU.
     """
 
     def __init__(
@@ -90,12 +111,21 @@ class OmniglotTasks:
                 f"(convention {convention!r}, rotations {rotations!r})."
             )
         self.images = data.images[self.character_ids].contiguous()  # uint8 [C, 20, 28, 28]
-        # the quarter turns, computed once, so that sampling is a single gather:
+        # the quarter turns, computed once, so that sampling is only gathers (support, query):
         # uint8 [C * R * 20, 28, 28] with R = 4 rotations (R = 1 when rotations="none")
         self._turns = 1 if rotations == "none" else 4
         rotated = [torch.rot90(self.images, k, dims=(-2, -1)) for k in range(self._turns)]
         self._rotated = torch.stack(rotated, dim=1).reshape(-1, *self.images.shape[-2:])
         self._drawings = drawings
+        # the labels of one task, the same in every task of every episode: 0..0 1..1 ... N-1..N-1
+        self._support_labels = torch.arange(ways).repeat_interleave(shots)
+        self._query_labels = torch.arange(ways).repeat_interleave(queries)
+        if device is not None:  # moved once here, never again in sample()
+            self._rotated = self._rotated.to(device)
+            self._support_labels = self._support_labels.to(device)
+            self._query_labels = self._query_labels.to(device)
+        # None: the images are on the CPU, where dividing by 255 gives the LEVELS exactly
+        self._levels = None if self._rotated.device.type == "cpu" else LEVELS.to(device)
 
     def __repr__(self) -> str:
         return (
@@ -111,7 +141,23 @@ class OmniglotTasks:
         return self.character_names[c]
 
     def sample(self, meta_batch_size: int, generator: torch.Generator | None = None) -> Episode:
-        """A batch of ``meta_batch_size`` tasks as an :class:`Episode`."""
+        """A batch of ``meta_batch_size`` tasks as an :class:`Episode` (on ``device``)."""
+        T, K = meta_batch_size, self.shots
+        rows = _to_device(self.draw(meta_batch_size, generator), self._rotated.device)
+        return Episode(  # gathered apart, support and query come out grouped by class
+            support_x=self.gather(rows[:, :, :K]).flatten(1, 2),  # [T, N*K, 1, 28, 28]
+            support_y=self._support_labels.repeat(T, 1),  # a copy: the caller may change it
+            query_x=self.gather(rows[:, :, K:]).flatten(1, 2),  # [T, N*Q, 1, 28, 28]
+            query_y=self._query_labels.repeat(T, 1),
+        )
+
+    def draw(self, meta_batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The random part of :meth:`sample`, on the CPU: which image each example of each task is.
+
+        Returns int64 ``[T, N, K+Q]``: rows of the table of rotated images (for class ``n`` of
+        task ``t``, its K support drawings, then its Q query drawings). ``generator`` is a CPU
+        generator whatever the device, so a seed gives the same episodes everywhere.
+        """
         _positive("meta_batch_size", meta_batch_size)
         T, N, K, Q = meta_batch_size, self.ways, self.shots, self.queries
         g = generator
@@ -128,20 +174,19 @@ class OmniglotTasks:
             chars, turns = classes, torch.randint(0, 4, (T, N), generator=g)
         else:
             chars, turns = classes, torch.zeros_like(classes)
-        # one gather from the rotated images, indexed as [C, R, 20] flattened
-        flat = ((chars * self._turns + turns) * self._drawings)[:, :, None] + draws
-        x = self._rotated.index_select(0, flat.flatten())
-        x = x.view(T, N, K + Q, *self._rotated.shape[1:])
-        x = x.to(torch.float32).div_(255.0).unsqueeze(3)  # [T, N, K+Q, 1, 28, 28]
-        size = x.shape[-3:]
-        labels = torch.arange(N)
-        episode = Episode(
-            support_x=x[:, :, :K].reshape(T, N * K, *size),
-            support_y=labels.repeat_interleave(K).expand(T, -1).contiguous(),
-            query_x=x[:, :, K:].reshape(T, N * Q, *size),
-            query_y=labels.repeat_interleave(Q).expand(T, -1).contiguous(),
-        )
-        return episode.to(self.device) if self.device is not None else episode
+        # rows of the rotated images, indexed as [C, R, 20] flattened
+        return ((chars * self._turns + turns) * self._drawings)[:, :, None] + draws
+
+    def gather(self, rows: torch.Tensor) -> torch.Tensor:
+        """The images of table rows ``rows`` (from :meth:`draw`) as float32 ``[*rows.shape, 1,
+        28, 28]`` in [0, 1], made where the images are kept: one gather and one conversion."""
+        rows = _to_device(rows, self._rotated.device)  # no copy if already there
+        x = self._rotated.index_select(0, rows.flatten())  # uint8
+        if self._levels is None:
+            x = x.to(torch.float32).div_(255.0)
+        else:
+            x = self._levels[x.long()]  # the same numbers, looked up
+        return x.view(*rows.shape, 1, *self._rotated.shape[1:])
 
 
 def omniglot_splits(
