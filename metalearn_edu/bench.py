@@ -11,7 +11,13 @@ meta-batch 32 (``--meta-batch`` shrinks it on a CPU), 1 and 5 inner steps, secon
 order; sinusoid regression, K = 10, meta-batch 25, 1 inner step.
 
 Before timing, every execution's meta-gradient is compared with the loop's on the same batch
-in float64 (relative difference below 1e-8, else the benchmark stops); timing is in float32.
+in float64 (relative difference below 1e-8, else the benchmark stops); timing is in float32, or in
+each ``--precision`` given: ``--precision float32,tf32,bf16,tf32+channels-last`` times every
+execution in each (see :mod:`metalearn_edu.precision`; an entry ending in ``+channels-last``, or
+every entry with ``--channels-last``, also runs Conv4 with NHWC activations). The float64 check
+is the same for every precision (TF32 and bf16 autocast leave float64 alone), so it runs once.
+With ``--output`` the JSON file is rewritten after every row, so a run stopped by a time limit
+keeps the rows it finished.
 Each variant is then timed in a fresh subprocess, so that its peak memory can be read: on a
 CPU, its peak resident set (``VmHWM``) minus that of a process that only builds the inputs; on
 a GPU, ``torch.cuda.max_memory_allocated``.
@@ -31,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +46,12 @@ import torch
 from metalearn_edu import __version__
 from metalearn_edu.algorithms import MAML, choose_execution
 from metalearn_edu.models import Conv4, sinusoid_mlp
+from metalearn_edu.precision import PRECISIONS, check_precision
 from metalearn_edu.tasks.episode import Episode
 
 EXECUTIONS = ("loop", "functional", "vmap")  # the default; "compiled" is added on request
 GRADIENT_RTOL = 1e-8  # in float64 (float32 rounding alone reaches 1e-4 through batch norm)
+CHANNELS_LAST = "+channels-last"  # suffix of a --precision entry: that precision, NHWC activations
 
 
 def workload(
@@ -53,6 +62,8 @@ def workload(
     execution: str,
     checkpoint_inner: bool = False,
     compile_mode: str | None = None,
+    precision: str = "float32",
+    channels_last: bool = False,
 ) -> tuple[MAML, dict[str, torch.Tensor], Episode]:
     """The algorithm and one batch of tasks of a named workload (fixed seed)."""
     g = torch.Generator().manual_seed(0)
@@ -84,6 +95,8 @@ def workload(
         execution=execution,
         checkpoint_inner=checkpoint_inner,
         compile_mode=compile_mode,
+        precision=precision,
+        channels_last=channels_last,
     )
     params = algorithm.init_meta_params(torch.Generator().manual_seed(1))
     return algorithm, params, episode
@@ -113,10 +126,13 @@ def check_gradients(
 ) -> dict[str, float]:
     """Each execution's float64 meta-gradient against the loop's: max|g − g_loop| / max|g_loop|.
 
-    An execution named ``"loop+checkpoint"`` is the loop with ``checkpoint_inner=True``.
+    An execution named ``"loop+checkpoint"`` is the loop with ``checkpoint_inner=True``. The
+    spec's ``precision`` does not enter: the check is in float64, which TF32 and bf16 autocast
+    leave alone.
     """
     grads = {}
     executions = ("loop", *(e for e in executions if e != "loop"))
+    spec = {**spec, "precision": "float32"}
     for execution in executions:
         algorithm, params, episode = workload(**spec, **_execution_args(execution))
         params = {n: p.to(device, torch.float64) for n, p in params.items()}
@@ -134,6 +150,21 @@ def check_gradients(
                 f"{diffs[execution]:.2e} (relative); not timing a wrong computation."
             )
     return diffs
+
+
+def parse_precisions(text: str, channels_last: bool = False) -> list[dict[str, Any]]:
+    """``"float32,tf32+channels-last"`` -> ``[{"precision": "float32", "channels_last": False},
+    {"precision": "tf32", "channels_last": True}]``; ``channels_last`` sets it for every entry."""
+    out = []
+    for entry in text.split(","):
+        name = entry.removesuffix(CHANNELS_LAST)
+        if name not in PRECISIONS:
+            raise ValueError(
+                f"--precision takes names from {PRECISIONS}, each optionally followed by "
+                f"{CHANNELS_LAST!r}, separated by commas; got {entry!r}."
+            )
+        out.append({"precision": name, "channels_last": channels_last or entry != name})
+    return out
 
 
 def _execution_args(execution: str) -> dict[str, Any]:
@@ -258,6 +289,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--inner-steps", help="comma-separated inner step counts to keep (default: 1,5)"
     )
     parser.add_argument(
+        "--orders",
+        default="second,first",
+        help="comma-separated MAML orders to keep: second, first (default: both)",
+    )
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        help="comma-separated arithmetic to time each execution in: float32 (strict), tf32 "
+        "(CUDA), bf16 (autocast); a name followed by +channels-last also lays Conv4's "
+        "activations out NHWC, e.g. float32,tf32,bf16,tf32+channels-last (default: float32)",
+    )
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="every --precision entry with NHWC Conv4 activations (Conv4's channels_last)",
+    )
+    parser.add_argument(
         "--compile-mode",
         help="torch.compile mode of the compiled execution (reduce-overhead: CUDA graphs)",
     )
@@ -289,7 +337,55 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     started = time.time()
     machine_info = machine(args.device)  # load average at the start
+    device = torch.device(args.device)
+    try:
+        precisions = parse_precisions(args.precision, args.channels_last)
+        for variant in precisions:
+            check_precision(variant["precision"], device.type)
+    except ValueError as error:
+        parser.error(str(error))
+    orders = set(args.orders.split(","))
+    if not orders or orders - {"second", "first"}:
+        parser.error(f"--orders takes second and/or first, got {args.orders!r}")
+
+    def report(rows: list[dict[str, Any]], title: str) -> dict[str, Any]:
+        return {
+            "benchmark": title,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine_info,
+            "versions": {
+                "metalearn_edu": __version__,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+            },
+            "device": args.device,
+            "threads": args.threads or torch.get_num_threads(),
+            "repeats": {"omniglot-5w1s": args.repeats, "sinusoid": 20 * args.repeats},
+            "memory_note": (
+                "CPU: maximum resident set of a process that runs the iterations, minus that of "
+                "an identical process that only imports and builds the inputs (a few MB of "
+                "noise). GPU: torch.cuda.max_memory_allocated above what the inputs hold."
+            ),
+            "auto_execution": {
+                "Conv4": choose_execution(Conv4(), device),
+                "MLP": choose_execution(sinusoid_mlp(), device),
+            },
+            "results": rows,
+            "wall_time_s": time.time() - started,
+            "load_average_at_end": os.getloadavg(),
+        }
+
+    def save(rows: list[dict[str, Any]], title: str) -> None:
+        if args.output:
+            from metalearn_edu.checkpoint import atomic_write
+
+            text = json.dumps(report(rows, title), indent=2) + "\n"
+            atomic_write(args.output, lambda f: f.write(text.encode()))
+
     if args.memory_vs_steps:
+        if precisions != [{"precision": "float32", "channels_last": False}]:
+            parser.error("--memory-vs-steps measures float32 only: leave out --precision")
+        title = f"second-order MAML ({args.workloads}) against inner steps, checkpointed or not"
         rows = memory_vs_steps(
             [int(k) for k in args.memory_vs_steps.split(",")],
             args.meta_batch,
@@ -298,12 +394,12 @@ def main(argv: list[str] | None = None) -> int:
             args.threads,
             workload=args.workloads,
         )
-        title = f"second-order MAML ({args.workloads}) against inner steps, checkpointed or not"
     else:
         executions = tuple(args.executions.split(","))
         unknown = set(executions) - {"loop", "functional", "vmap", "compiled"}
         if unknown or "loop" not in executions:
             parser.error(f"--executions must include loop and name known ones, got {executions}")
+        title = "one MAML meta-iteration (meta_gradient), by execution and precision"
         rows = compare_executions(
             set(args.workloads.split(",")),
             executions,
@@ -313,39 +409,12 @@ def main(argv: list[str] | None = None) -> int:
             args.threads,
             inner_steps={int(k) for k in args.inner_steps.split(",")} if args.inner_steps else None,
             compile_mode=args.compile_mode,
+            orders=orders,
+            precisions=precisions,
+            on_row=lambda rows: save(rows, title),
         )
-        title = "one MAML meta-iteration (meta_gradient), by execution"
-    device = torch.device(args.device)
-    report = {
-        "benchmark": title,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info,
-        "versions": {
-            "metalearn_edu": __version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
-        "device": args.device,
-        "threads": args.threads or torch.get_num_threads(),
-        "repeats": {"omniglot-5w1s": args.repeats, "sinusoid": 20 * args.repeats},
-        "memory_note": (
-            "CPU: maximum resident set of a process that runs the iterations, minus that of an "
-            "identical process that only imports and builds the inputs (a few MB of noise). "
-            "GPU: torch.cuda.max_memory_allocated above what the inputs hold."
-        ),
-        "auto_execution": {
-            "Conv4": choose_execution(Conv4(), device),
-            "MLP": choose_execution(sinusoid_mlp(), device),
-        },
-        "results": rows,
-        "wall_time_s": time.time() - started,
-        "load_average_at_end": os.getloadavg(),
-    }
+    save(rows, title)
     if args.output:
-        from metalearn_edu.checkpoint import atomic_write
-
-        text = json.dumps(report, indent=2) + "\n"
-        atomic_write(args.output, lambda f: f.write(text.encode()))
         print(f"figures written to {args.output}")
     return 0
 
@@ -399,48 +468,69 @@ def compare_executions(
     threads: int | None,
     inner_steps: set[int] | None = None,
     compile_mode: str | None = None,
+    orders: set[str] | None = None,
+    precisions: list[dict[str, Any]] | None = None,
+    on_row: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Each workload timed in each execution, with speed and memory relative to the loop."""
+    """Each workload timed in each execution and each precision (default: float32), with speed
+    and memory relative to the loop, which is timed once, in the first precision (it is the
+    slow reference, not a candidate); ``on_row(rows)`` is called after every row."""
+    precisions = precisions or [{"precision": "float32", "channels_last": False}]
+    executions = ("loop", *(e for e in executions if e != "loop"))  # the reference comes first
     rows = []
     for spec in variants(meta_batch):
-        if spec["workload"] not in wanted or (
-            inner_steps is not None and spec["inner_steps"] not in inner_steps
+        order = "first" if spec["first_order"] else "second"
+        if (
+            spec["workload"] not in wanted
+            or (inner_steps is not None and spec["inner_steps"] not in inner_steps)
+            or (orders is not None and order not in orders)
         ):
             continue
         if compile_mode:
             spec = {**spec, "compile_mode": compile_mode}
         diffs = check_gradients(spec, device, executions)
-        order = "first" if spec["first_order"] else "second"
-        loop = None
         baseline = _run_worker(spec, "none", device, 0, threads)["max_rss_mb"]
-        for execution in executions:
-            n = repeats if spec["workload"] != "sinusoid" else 20 * repeats
-            timing = _run_worker(spec, execution, device, n, threads)
-            if "peak_memory_mb" not in timing:
-                timing["peak_memory_mb"] = timing["max_rss_mb"] - baseline
-            loop = loop or timing
-            row = {
-                **spec,
-                "order": order,
-                "execution": execution,
-                **timing,
-                "speed_vs_loop": timing["it_per_s"] / loop["it_per_s"],
-                "memory_vs_loop": (
-                    timing["peak_memory_mb"] / loop["peak_memory_mb"]
-                    if loop["peak_memory_mb"] >= 1
-                    else None  # too small to measure as a resident set
-                ),
-                "gradient_rel_diff_vs_loop": diffs[execution],
-            }
-            rows.append(row)
-            print(
-                f"{spec['workload']:>14} mb={spec['meta_batch']:<3} steps={spec['inner_steps']} "
-                f"{order:>6}  {execution:>10}: {timing['it_per_s']:8.2f} it/s "
-                f"(best {timing['best_it_per_s']:7.2f}) "
-                f"(x{row['speed_vs_loop']:.2f} loop)  peak {timing['peak_memory_mb']:8.1f} MB "
-                f"(x{row['memory_vs_loop'] or float('nan'):.2f})  grad diff {diffs[execution]:.1e}",
-                flush=True,
-            )
+        loop = None
+        for variant in precisions:
+            if variant["channels_last"] and not spec["workload"].startswith("omniglot-"):
+                continue  # a layout of convolution activations: Conv4 only
+            spec_p = {**spec, **variant}
+            for execution in executions:
+                if execution == "loop" and loop is not None:
+                    continue
+                n = repeats if spec["workload"] != "sinusoid" else 20 * repeats
+                timing = _run_worker(spec_p, execution, device, n, threads)
+                if "peak_memory_mb" not in timing:
+                    timing["peak_memory_mb"] = timing["max_rss_mb"] - baseline
+                loop = loop or timing
+                row = {
+                    **spec_p,
+                    "order": order,
+                    "execution": execution,
+                    **timing,
+                    "speed_vs_loop": timing["it_per_s"] / loop["it_per_s"],
+                    "memory_vs_loop": (
+                        timing["peak_memory_mb"] / loop["peak_memory_mb"]
+                        if loop["peak_memory_mb"] >= 1
+                        else None  # too small to measure as a resident set
+                    ),
+                    "gradient_rel_diff_vs_loop": diffs[execution],
+                }
+                rows.append(row)
+                if on_row is not None:
+                    on_row(rows)
+                layout = "+NHWC" if variant["channels_last"] else ""
+                print(
+                    f"{spec['workload']:>14} mb={spec['meta_batch']:<3} "
+                    f"steps={spec['inner_steps']} {order:>6} {execution:>10} "
+                    f"{variant['precision'] + layout:>12}: {timing['it_per_s']:8.2f} it/s "
+                    f"(best {timing['best_it_per_s']:7.2f}) "
+                    f"(x{row['speed_vs_loop']:.2f} loop)  "
+                    f"peak {timing['peak_memory_mb']:8.1f} MB "
+                    f"(x{row['memory_vs_loop'] or float('nan'):.2f})  "
+                    f"grad diff {diffs[execution]:.1e}",
+                    flush=True,
+                )
     return rows
 
 

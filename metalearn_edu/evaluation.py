@@ -3,7 +3,8 @@ set, reporting the mean and a 95% confidence interval as the MAML code does (600
 ``ci95 = 1.96 * std / sqrt(n)``, with NumPy's population standard deviation).
 
 The number of test-time inner steps may differ from training's (the MAML paper trains Omniglot
-5-way with 1 step and tests with 3).
+5-way with 1 step and tests with 3). Evaluation runs in the algorithm's ``precision`` (see
+:mod:`metalearn_edu.precision`; float32 for algorithms without one), as its training did.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from metalearn_edu.algorithms.maml import MAML
 from metalearn_edu.inner_loop import Params
 from metalearn_edu.losses import accuracy
 from metalearn_edu.models.base import FunctionalModel, check_episode
+from metalearn_edu.precision import precision_context
 from metalearn_edu.tasks.episode import TaskDistribution
 
 
@@ -58,6 +60,40 @@ def meta_test_tasks(
         done += episode.num_tasks
 
 
+def score_task(
+    algorithm: MAML,
+    meta_params: Params,
+    support_x: Tensor,
+    support_y: Tensor,
+    query_x: Tensor,
+    query_y: Tensor,
+    *,
+    inner_steps: int | None = None,
+) -> dict[str, Tensor]:
+    """One test task: the query ``loss`` and ``accuracy`` after adapting with ``inner_steps``
+    (default: the algorithm's) first-order steps on the support set, and the same for the
+    unadapted model (``pre_*``), as 0-d tensors, computed in the algorithm's precision."""
+    steps = algorithm.inner_steps if inner_steps is None else inner_steps
+    precision = getattr(algorithm, "precision", "float32")  # MetaLSTM has none: float32
+    with precision_context(precision, support_x.device.type):
+        with torch.no_grad():
+            base, _ = algorithm.split(meta_params)
+            before = algorithm.model.forward(base, query_x, context=support_x)
+        leaves = {n: p.requires_grad_() for n, p in _fresh(meta_params).items()}
+        with torch.enable_grad():
+            adapted = algorithm.adapt(
+                leaves, support_x, support_y, inner_steps=steps, first_order=True
+            )
+        with torch.no_grad():
+            after = algorithm.model.forward(adapted, query_x, context=support_x)
+            return {
+                "loss": algorithm.loss_fn(after, query_y),
+                "accuracy": accuracy(after, query_y),
+                "pre_loss": algorithm.loss_fn(before, query_y),
+                "pre_accuracy": accuracy(before, query_y),
+            }
+
+
 def evaluate(
     algorithm: MAML,
     meta_params: Params,
@@ -83,7 +119,7 @@ def evaluate(
         "pre_loss": [],
         "pre_accuracy": [],
     }
-    for sx, sy, qx, qy in meta_test_tasks(
+    for task in meta_test_tasks(
         algorithm.model,
         tasks,
         num_tasks,
@@ -92,18 +128,8 @@ def evaluate(
         device=device,
         dtype=dtype,
     ):
-        with torch.no_grad():
-            base, _ = algorithm.split(params)
-            before = algorithm.model.forward(base, qx, context=sx)
-        leaves = {n: p.requires_grad_() for n, p in _fresh(params).items()}
-        with torch.enable_grad():
-            adapted = algorithm.adapt(leaves, sx, sy, inner_steps=steps, first_order=True)
-        with torch.no_grad():
-            after = algorithm.model.forward(adapted, qx, context=sx)
-            columns["loss"].append(algorithm.loss_fn(after, qy))
-            columns["accuracy"].append(accuracy(after, qy))
-            columns["pre_loss"].append(algorithm.loss_fn(before, qy))
-            columns["pre_accuracy"].append(accuracy(before, qy))
+        for name, value in score_task(algorithm, params, *task, inner_steps=steps).items():
+            columns[name].append(value)
     result: dict[str, float] = {"num_tasks": num_tasks, "inner_steps": steps}
     for name, values in columns.items():
         result[name], result[f"{name}_ci95"] = mean_and_ci95(torch.stack(values))

@@ -16,6 +16,11 @@ set, 15 query examples per class, one episode per meta-update, Adam at 1e-3 with
 meta-gradient's norm clipped to 0.25, 75,000 (1-shot) or 50,000 (5-shot) episodes. The learner's
 batch norm uses batch statistics in meta-training and the support set's at evaluation
 (``transductive=False``; see :mod:`metalearn_edu.meta_lstm.algorithm`).
+
+Optional keys of any MAML-family configuration, for speed (absent: the defaults): ``precision``
+("float32", "tf32" on CUDA, "bf16"; :mod:`metalearn_edu.precision`), ``channels_last`` (NHWC
+convolution activations, Conv4 only), ``compile_mode`` (``torch.compile``'s mode for
+``execution="compiled"``, e.g. "reduce-overhead" for CUDA graphs). Meta-LSTM runs in float32.
 """
 
 from __future__ import annotations
@@ -93,6 +98,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 ALGORITHM_NAMES = (*ALGORITHMS, "metalstm")
 
+# optional configuration keys that choose how fast a MAML-family run computes, and their defaults
+SPEED_DEFAULTS: dict[str, Any] = {
+    "precision": "float32",
+    "channels_last": False,
+    "compile_mode": None,
+}
+
 
 def build_algorithm(config: dict[str, Any]) -> MAML | MetaLSTM:
     """The algorithm (with its model) a configuration describes."""
@@ -108,6 +120,16 @@ def build_algorithm(config: dict[str, Any]) -> MAML | MetaLSTM:
     else:
         raise ValueError(f"unknown task {config['task']!r}: expected 'sinusoid' or 'omniglot'.")
     if config["algorithm"] == "metalstm":
+        changed = {
+            key: config[key]
+            for key, default in SPEED_DEFAULTS.items()
+            if config.get(key, default) != default
+        }
+        if changed:
+            raise ValueError(
+                f"Meta-LSTM runs in float32 with its own learner updates; {changed} applies to "
+                "the MAML family (maml, fomaml, reptile, metasgd, anil): leave it out."
+            )
         return MetaLSTM(
             model,
             inner_steps=config["inner_steps"],
@@ -127,6 +149,8 @@ def build_algorithm(config: dict[str, Any]) -> MAML | MetaLSTM:
         kwargs["first_order"] = config["first_order"]
     if config.get("checkpoint_inner", False):
         kwargs["checkpoint_inner"] = True
+    for key, default in SPEED_DEFAULTS.items():
+        kwargs[key] = config.get(key, default)
     return ALGORITHMS[config["algorithm"]](model, **kwargs)
 
 

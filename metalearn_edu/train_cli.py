@@ -21,6 +21,7 @@ import torch
 from metalearn_edu import __version__
 from metalearn_edu.checkpoint import atomic_write
 from metalearn_edu.config import data_dir
+from metalearn_edu.precision import PRECISIONS, check_precision
 from metalearn_edu.presets import PRESETS, build_algorithm, build_tasks
 
 # command-line flag -> (config key, type); each overrides the preset when given
@@ -41,6 +42,8 @@ OVERRIDES: dict[str, tuple[str, type]] = {
     "--validate-every": ("validate_every", int),
     "--validation-tasks": ("validation_tasks", int),
     "--omniglot-root": ("omniglot_root", str),
+    "--compile-mode": ("compile_mode", str),  # torch.compile's mode: default, reduce-overhead ...
+    "--sync-every": ("sync_every", int),  # read metrics back every N iterations (meta_train)
 }
 
 
@@ -62,6 +65,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint-inner",
         action="store_true",
         help="recompute each inner step in the backward pass (memory flat in --inner-steps)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="arithmetic of the meta-gradient: float32 (default, strict), tf32 (CUDA), bf16 "
+        "(autocast); see metalearn_edu/precision.py",
+    )
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="NHWC convolution activations (Conv4; faster cuDNN convolutions on a GPU)",
     )
     for flag, (key, kind) in OVERRIDES.items():
         parser.add_argument(flag, dest=key, type=kind, help=f"override the preset's {key}")
@@ -88,6 +102,9 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         config["first_order"] = True
     if args.checkpoint_inner:
         config["checkpoint_inner"] = True
+    if args.channels_last:
+        config["channels_last"] = True
+    config["precision"] = args.precision or config.get("precision", "float32")
     return config
 
 
@@ -148,6 +165,10 @@ def run(args: argparse.Namespace) -> int:
 
     device = setup_device(args)
     config = config_from_args(args)
+    try:  # before anything is built or trained
+        check_precision(config["precision"], torch.device(device).type)
+    except ValueError as error:
+        raise SystemExit(f"--precision {config['precision']} --device {device}: {error}") from None
     name = f"{args.preset}-seed{config['seed']}"
     if config["algorithm"] != PRESETS[args.preset]["algorithm"]:  # e.g. --algorithm metasgd
         name = f"{args.preset}-{config['algorithm']}-seed{config['seed']}"
@@ -174,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         config=config,
         progress=not args.no_progress,
+        sync_every=config.get("sync_every"),
     )
     train_time = time.perf_counter() - start
     train = state.history["train"]

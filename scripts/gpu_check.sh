@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
 # One prepared run for a machine with an NVIDIA GPU (GPU time is scarce: run this once, read the
 # output, commit what it wrote under data/benchmarks/). Each step has its own time limit, and a step
-# that fails does not stop the others. Usage, from the repository root:
+# that fails does not stop the others; the limits add up to 12 minutes (the device budget is 15,
+# machine start included). Usage, from the repository root:
 #
-#   bash scripts/gpu_check.sh            # about 8-10 minutes on an H100/H200
+#   bash scripts/gpu_check.sh
 #
 # Steps: (1) the card and versions; (2) the kernel tests on the card (compiled Triton kernels against
-# their PyTorch references, forward and backward); (3) the kernel benchmark (CUDA-event medians,
-# eager and torch.compile references, copy bandwidth in the same run); (4) one MAML meta-iteration on
-# Omniglot 5-way 1-shot, meta-batch 32, second and first order: loop, vmap, compiled vmap and compiled
-# vmap with CUDA graphs; (5) memory against inner steps with and without checkpointing.
+# their PyTorch references, forward and backward); (3) precision on the card: short Omniglot
+# meta-training runs in float32, tf32 and bf16 must reach the same test accuracy
+# (tests/test_precision.py; it needs Omniglot: $METALEARN_EDU_OMNIGLOT, or data/cache carried
+# along, else it is skipped and says so); (4) the kernel benchmark (CUDA-event medians, eager and
+# torch.compile references, copy bandwidth in the same run); (5) one second-order MAML
+# meta-iteration on Omniglot 5-way 1-shot, meta-batch 32: the loop, vmap, and compiled vmap with
+# CUDA graphs, each in float32, bf16, tf32 and tf32 with channels-last activations (one compilation
+# per precision; rows are written as they finish, most wanted first); (6) memory against inner
+# steps with and without checkpointing.
+# Trimmed to fit 12 minutes (the step limits once added up to 19.5): step 5 times second order only
+# and the compiled execution only with CUDA graphs (not torch.compile's default mode, not first
+# order, not the sinusoid), 10 repeats instead of 20; step 6 measures 1 and 8 inner steps (not 1, 2,
+# 4, 8, 16) with 2 repeats; the kernel steps have 60 s less each.
 # Needs a CUDA build of PyTorch and triton in $PYTHON's environment (default .venv/bin/python).
 # With $OUT set (the device tool), the JSON and logs are copied there too.
 set -uo pipefail
@@ -33,20 +43,20 @@ step() {  # step <seconds> <title> <command...>
   echo "=== $title: exit ${PIPESTATUS[0]}, $((SECONDS - start)) s" | tee -a "$LOG"
 }
 
-step 30 "card and versions" bash -c "nvidia-smi --query-gpu=name,driver_version,memory.total \
+step 20 "card and versions" bash -c "nvidia-smi --query-gpu=name,driver_version,memory.total \
   --format=csv && $PY -c 'import torch, triton; print(torch.__version__, torch.version.cuda, triton.__version__)'"
-step 240 "kernel tests on the card" env -u TRITON_INTERPRET $PY -m pytest -q -x \
+step 180 "kernel tests on the card" env -u TRITON_INTERPRET $PY -m pytest -q -x \
   tests/test_kernels_inner_update.py tests/test_kernels_lstm_steps.py tests/test_kernels_bench.py \
   tests/test_inner_checkpointing.py
-step 180 "kernel benchmark" $PY -m metalearn_edu.kernels.bench
-step 300 "MAML executions, Omniglot 5w1s meta-batch 32" $PY -m metalearn_edu.bench --device cuda \
-  --workloads omniglot-5w1s --inner-steps 1 --executions loop,vmap,compiled --repeats 20 \
-  --output "$OUT_DIR/maml_${CARD}.json"
-step 240 "compiled with CUDA graphs" $PY -m metalearn_edu.bench --device cuda \
-  --workloads omniglot-5w1s,sinusoid --inner-steps 1 --executions loop,compiled \
-  --compile-mode reduce-overhead --repeats 20 --output "$OUT_DIR/maml_${CARD}_cudagraphs.json"
-step 180 "memory against inner steps" $PY -m metalearn_edu.bench --device cuda \
-  --workloads omniglot-20w5s --memory-vs-steps 1,2,4,8,16 --meta-batch 4 --repeats 3 \
+step 75 "precision on the card: accuracy in float32, tf32, bf16" env -u TRITON_INTERPRET $PY -m \
+  pytest -q -rs tests/test_precision.py -k cuda
+step 120 "kernel benchmark" $PY -m metalearn_edu.kernels.bench
+step 270 "MAML precisions, Omniglot 5w1s meta-batch 32, second order, CUDA graphs" $PY -m \
+  metalearn_edu.bench --device cuda --workloads omniglot-5w1s --inner-steps 1 --orders second \
+  --executions loop,vmap,compiled --compile-mode reduce-overhead \
+  --precision float32,bf16,tf32,tf32+channels-last --repeats 10 --output "$OUT_DIR/maml_${CARD}.json"
+step 55 "memory against inner steps" $PY -m metalearn_edu.bench --device cuda \
+  --workloads omniglot-20w5s --memory-vs-steps 1,8 --meta-batch 4 --repeats 2 \
   --output "$OUT_DIR/inner_checkpointing_${CARD}.json"
 
 if [ -n "${OUT:-}" ]; then

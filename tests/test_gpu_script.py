@@ -50,5 +50,7 @@ def test_every_benchmark_command_parses_and_every_test_file_exists():
             args = module.build_parser().parse_args(words[2:])  # exits on an unknown flag
             if getattr(args, "executions", None):
                 assert set(args.executions.split(",")) <= {"loop", "functional", "vmap", "compiled"}
+            if getattr(args, "precision", None):  # parsed by the benchmark itself, not argparse
+                module.parse_precisions(args.precision, args.channels_last)
             seen.add(words[1])
     assert seen == {"pytest", "metalearn_edu.bench", "metalearn_edu.kernels.bench"}

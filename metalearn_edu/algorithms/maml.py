@@ -40,12 +40,17 @@ with memory flat in the number of inner steps. It runs with the loop execution.
   also paid by "functional"): vmap.
 - On a GPU, vmap (the issue's H200 figures: 22 it/s against 1.85 for a per-task loop, at 6.1 GB
   against 0.15 GB; not measured by this library yet).
+
+``precision`` ("float32", "tf32" or "bf16"; see :mod:`metalearn_edu.precision`) is the arithmetic
+of the meta-gradient and its metrics; parameters and meta-gradients stay in their own dtype.
+``channels_last=True`` asks the model to lay its activations out channels-last (NHWC, faster
+cuDNN convolutions on a GPU; see :class:`metalearn_edu.models.Conv4`): the same values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -53,6 +58,7 @@ from torch import Tensor
 from metalearn_edu.inner_loop import InnerLR, Params, adapt, check_inner_settings
 from metalearn_edu.losses import accuracy, task_loss
 from metalearn_edu.models.base import FunctionalModel, check_episode
+from metalearn_edu.precision import check_precision, precision_context
 from metalearn_edu.tasks.episode import Episode
 
 EXECUTIONS = ("auto", "loop", "functional", "vmap", "compiled")
@@ -91,6 +97,8 @@ class MAML:
     vmap_chunk_size: int | None = None  # tasks per vmap chunk when memory is short (None: all)
     # torch.compile's mode for the "compiled" execution ("reduce-overhead": CUDA graphs)
     compile_mode: str | None = None
+    precision: str = "float32"  # "float32", "tf32" (CUDA) or "bf16" (metalearn_edu.precision)
+    channels_last: bool = False  # NHWC activations in the model (Conv4's channels_last)
 
     def __post_init__(self) -> None:
         check_inner_settings(self.inner_lr, self.inner_steps)
@@ -103,6 +111,23 @@ class MAML:
             )
         if self.vmap_chunk_size is not None and self.vmap_chunk_size < 1:
             raise ValueError(f"vmap_chunk_size must be positive, got {self.vmap_chunk_size}.")
+        check_precision(self.precision)
+        if self.precision != "float32" and type(self).meta_gradient is not MAML.meta_gradient:
+            raise ValueError(
+                f"{type(self).__name__} computes its own meta-gradient, which runs in float32 "
+                f"only: precision={self.precision!r} applies to MAML.meta_gradient. Use "
+                "precision='float32'."
+            )
+        if not isinstance(self.channels_last, bool):
+            raise ValueError(f"channels_last must be True or False, got {self.channels_last!r}.")
+        if self.channels_last:
+            if not hasattr(self.model, "channels_last"):
+                raise ValueError(
+                    f"channels_last=True lays out convolution activations, but "
+                    f"{type(self.model).__name__} has no channels_last option (Conv4 has): "
+                    "leave channels_last=False for this model."
+                )
+            self.model = replace(self.model, channels_last=True)
         self._compiled: Callable | None = None
 
     # --- what the variants (ANIL, Meta-SGD) change -------------------------------------------
@@ -183,8 +208,9 @@ class MAML:
             "vmap": maml_vmap,
             "compiled": maml_compiled,
         }[execution]
-        grads, losses, accuracies = compute(self, meta_params, episode)
-        metrics = query_metrics(self, meta_params, episode)
+        with precision_context(self.precision, episode.support_x.device.type):
+            grads, losses, accuracies = compute(self, meta_params, episode)
+            metrics = query_metrics(self, meta_params, episode)
         metrics["post_loss"] = losses.mean()
         metrics["post_accuracy"] = accuracies.mean()
         return grads, metrics if not sync else read_metrics(metrics)

@@ -15,6 +15,22 @@ start at 1 and shifts at 0 (the code learns only the shift; here both are parame
 Batch norm uses the statistics of the data it is given (transductive, as MAML). With
 ``transductive=False`` and the support set passed as ``context``, statistics come from the support
 set alone, so each query example is classified independently of the others.
+
+``channels_last=True`` lays each convolution's input out channels-last (NHWC in memory, the
+same tensor values): on a GPU, cuDNN's convolutions are faster on NHWC data, and a convolution
+of NHWC input returns NHWC output, so the layout carries through batch norm and ReLU to the next
+block (the first block's input, one channel, is the same in either layout). The conversion is
+written as ``x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)`` because
+``x.contiguous(memory_format=torch.channels_last)`` is not implemented under ``torch.func.vmap``.
+What each MAML execution makes of it (seen by logging the layouts that reach the convolution
+kernels): the loop and functional executions run NHWC convolutions; under vmap, functorch's
+convolution batching rule hands the kernels NCHW tensors whether or not the weights are per-task,
+so there the flag changes nothing but a few copies; under ``torch.compile`` the compiler chooses
+the layouts itself (on a GPU it may convert convolutions to channels-last on its own).
+
+The logits come back in the parameters' dtype: under bfloat16 autocast (``precision="bf16"``,
+:mod:`metalearn_edu.precision`) the network computes in bfloat16 and the losses and accuracies
+are computed from float32 logits.
 """
 
 from __future__ import annotations
@@ -37,6 +53,11 @@ def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def _channels_last(x: Tensor) -> Tensor:
+    """The same [n, C, H, W] values, stored NHWC (a no-op when they already are)."""
+    return x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+
+
 @dataclass(frozen=True)
 class Conv4:
     """4 x [conv 3x3 -> batch norm -> ReLU (-> max-pool)] -> linear head to ``ways`` logits."""
@@ -47,6 +68,7 @@ class Conv4:
     hidden: int = 64
     downsample: str = "stride"
     transductive: bool = True
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         if self.downsample not in ("stride", "maxpool"):
@@ -125,6 +147,8 @@ class Conv4:
         outputs: dict[str, Tensor] = {}
         for i in range(4):
             w, b = params[f"block{i}.conv.weight"], params[f"block{i}.conv.bias"]
+            if self.channels_last:
+                x = _channels_last(x)
             if self.downsample == "stride":
                 top, bottom = _same_padding(x.shape[-2], 3, 2)
                 left, right = _same_padding(x.shape[-1], 3, 2)
@@ -141,5 +165,5 @@ class Conv4:
             outputs[f"block{i}"] = x[n_context:]
         features = x.mean(dim=(-2, -1)) if self.downsample == "stride" else x.flatten(1)
         logits = F.linear(features, params["head.weight"], params["head.bias"])
-        outputs["head"] = logits[n_context:]
+        outputs["head"] = logits[n_context:].to(params["head.weight"].dtype)
         return outputs
