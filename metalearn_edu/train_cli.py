@@ -23,6 +23,7 @@ from metalearn_edu.checkpoint import atomic_write
 from metalearn_edu.config import data_dir
 from metalearn_edu.precision import PRECISIONS, check_precision
 from metalearn_edu.presets import PRESETS, build_algorithm, build_tasks
+from metalearn_edu.reported import reported_accuracy
 
 # command-line flag -> (config key, type); each overrides the preset when given
 OVERRIDES: dict[str, tuple[str, type]] = {
@@ -87,6 +88,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=1000)
     parser.add_argument(
         "--resume", action="store_true", help="continue from --checkpoint if it exists"
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="SECONDS",
+        help="stop training after this long, with a checkpoint to --resume from (the test "
+        "evaluation runs only once all iterations are done)",
     )
     add_run_arguments(parser)
 
@@ -196,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
         config=config,
         progress=not args.no_progress,
         sync_every=config.get("sync_every"),
+        time_limit_s=args.time_limit,
     )
     train_time = time.perf_counter() - start
     train = state.history["train"]
@@ -205,11 +214,19 @@ def run(args: argparse.Namespace) -> int:
         "environment": environment(device),
         "checkpoint": str(checkpoint),
         "iterations_done": state.iteration,
+        "finished": state.iteration >= config["iterations"],
         "final_train": {k: v[-1] for k, v in train.items() if v},
         "validation": state.history["validation"],
-        "train_wall_time_s": train_time,
+        "train_wall_time_s": train_time,  # this piece
+        "train_wall_time_total_s": state.train_time_s,  # summed over resumed pieces
+        "reported": reported_accuracy(config),  # the paper's number for this protocol, if any
     }
-    if config["eval_tasks"] > 0:
+    if not result["finished"]:
+        print(
+            f"stopped after --time-limit at iteration {state.iteration} of "
+            f"{config['iterations']}; continue with --resume --checkpoint {checkpoint}"
+        )
+    elif config["eval_tasks"] > 0:
         start = time.perf_counter()
         result["test"] = evaluate(
             algorithm,
@@ -225,4 +242,11 @@ def run(args: argparse.Namespace) -> int:
     write_result(output, result)
     if "test" in result:
         print(f"test: {summary(result['test'])}")
+        if result["reported"]:
+            print(f"paper: {paper_line(result['reported'])}")
     return 0
+
+
+def paper_line(reported: dict[str, Any]) -> str:
+    """The paper's accuracy as one line, e.g. ``98.7 ± 0.4% (Finn et al. 2017, Table 1)``."""
+    return f"{reported['accuracy_percent']} ± {reported['ci95_percent']}% ({reported['source']})"
