@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from metalearn_edu import __version__
-from metalearn_edu.checkpoint import atomic_write
+from metalearn_edu.checkpoint import atomic_write, load_checkpoint
 from metalearn_edu.config import data_dir
 from metalearn_edu.precision import PRECISIONS, check_precision
 from metalearn_edu.presets import PRESETS, build_algorithm, build_tasks
@@ -185,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
     algorithm = build_algorithm(config)
     tasks = build_tasks(config, device)
 
+    first_iteration = _saved_iteration(checkpoint) if args.resume else 0
     start = time.perf_counter()
     state = meta_train(
         algorithm,
@@ -221,6 +222,12 @@ def run(args: argparse.Namespace) -> int:
         "train_wall_time_total_s": state.train_time_s,  # summed over resumed pieces
         "reported": reported_accuracy(config),  # the paper's number for this protocol, if any
     }
+    done_here = state.iteration - first_iteration
+    if done_here:
+        print(
+            f"trained iterations {first_iteration}-{state.iteration} in {train_time:.1f} s "
+            f"({done_here / train_time:.1f} it/s, validation and checkpoints included)"
+        )
     if not result["finished"]:
         print(
             f"stopped after --time-limit at iteration {state.iteration} of "
@@ -245,6 +252,13 @@ def run(args: argparse.Namespace) -> int:
         if result["reported"]:
             print(f"paper: {paper_line(result['reported'])}")
     return 0
+
+
+def _saved_iteration(checkpoint: Path) -> int:
+    """Where a resumed run starts: the checkpoint's iteration (0 if there is none yet)."""
+    if not checkpoint.is_file():
+        return 0
+    return int(load_checkpoint(checkpoint)["iteration"])
 
 
 def paper_line(reported: dict[str, Any]) -> str:

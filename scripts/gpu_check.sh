@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # One prepared run for a machine with an NVIDIA GPU (GPU time is scarce: run this once, read the
 # output, commit what it wrote under data/benchmarks/). Each step has its own time limit, and a step
-# that fails does not stop the others; the limits add up to 12 minutes (the device budget is 15,
-# machine start included). Usage, from the repository root:
+# that fails does not stop the others. Usage, from the repository root:
 #
-#   bash scripts/gpu_check.sh
+#   bash scripts/gpu_check.sh                # both groups, at most 11.5 minutes
+#   bash scripts/gpu_check.sh kernels        # steps 1, 2, 4: at most 4.5 minutes
+#   bash scripts/gpu_check.sh maml           # steps 1, 3, 5, 6: at most 7 minutes
+#
+# Through the device tool (10 minutes a command, 15 of device time in all, machine start included):
+# one call per group, each `PYTHON=python3 bash scripts/gpu_check.sh <group>` (the machine's python3
+# holds PyTorch and Triton), with carry ["data/cache"] (the Omniglot cache, built here by any
+# Omniglot test; the precision test needs it). What each step writes is copied to $OUT as soon as
+# the step ends, so a call cut short still returns what it finished.
 #
 # Steps: (1) the card and versions; (2) the kernel tests on the card (compiled Triton kernels against
 # their PyTorch references, forward and backward); (3) precision on the card: short Omniglot
@@ -16,23 +23,35 @@
 # CUDA graphs, each in float32, bf16, tf32 and tf32 with channels-last activations (one compilation
 # per precision; rows are written as they finish, most wanted first); (6) memory against inner
 # steps with and without checkpointing.
-# Trimmed to fit 12 minutes (the step limits once added up to 19.5): step 5 times second order only
+# Trimmed to fit (the step limits once added up to 19.5 minutes): step 5 times second order only
 # and the compiled execution only with CUDA graphs (not torch.compile's default mode, not first
-# order, not the sinusoid), 10 repeats instead of 20; step 6 measures 1 and 8 inner steps (not 1, 2,
-# 4, 8, 16) with 2 repeats; the kernel steps have 60 s less each.
+# order, not the sinusoid), 10 repeats instead of 20, and not channels-last (a no-op under vmap:
+# see models/conv4.py); step 6 measures 1 and 8 inner steps (not 1, 2, 4, 8, 16) with 2 repeats.
+# The tests run without the project's pytest options (-o addopts=): those need nbval, which the GPU
+# machine does not have.
 # Needs a CUDA build of PyTorch and triton in $PYTHON's environment (default .venv/bin/python).
 # With $OUT set (the device tool), the JSON and logs are copied there too.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
+WANTED=${*:-kernels maml}
+for group in $WANTED; do
+  case $group in
+    kernels | maml) ;;
+    *) echo "unknown group '$group': use kernels, maml or nothing (both)" >&2 && exit 2 ;;
+  esac
+done
 CARD=$($PY -c "import torch; print(torch.cuda.get_device_name().replace(' ', '_'))" 2>/dev/null) || {
   echo "no CUDA device: this script is for a GPU machine" >&2
   exit 2
 }
 OUT_DIR=data/benchmarks
 mkdir -p "$OUT_DIR"
-LOG="$OUT_DIR/gpu_check_${CARD}.log"
+LOG="$OUT_DIR/gpu_check_${CARD}_${WANTED// /_}.log"
 : >"$LOG"
+
+wanted() { [[ " $WANTED " == *" $1 "* ]]; }
+PYTEST=(env -u TRITON_INTERPRET "$PY" -m pytest -o addopts= -p no:cacheprovider)
 
 step() {  # step <seconds> <title> <command...>
   local limit=$1 title=$2
@@ -41,24 +60,27 @@ step() {  # step <seconds> <title> <command...>
   local start=$SECONDS
   timeout "$limit" "$@" 2>&1 | tee -a "$LOG"
   echo "=== $title: exit ${PIPESTATUS[0]}, $((SECONDS - start)) s" | tee -a "$LOG"
+  if [ -n "${OUT:-}" ]; then
+    cp "$OUT_DIR"/*"${CARD}"* "$OUT"/ 2>/dev/null || true
+  fi
 }
 
 step 20 "card and versions" bash -c "nvidia-smi --query-gpu=name,driver_version,memory.total \
   --format=csv && $PY -c 'import torch, triton; print(torch.__version__, torch.version.cuda, triton.__version__)'"
-step 180 "kernel tests on the card" env -u TRITON_INTERPRET $PY -m pytest -q -x \
-  tests/test_kernels_inner_update.py tests/test_kernels_lstm_steps.py tests/test_kernels_bench.py \
-  tests/test_inner_checkpointing.py
-step 75 "precision on the card: accuracy in float32, tf32, bf16" env -u TRITON_INTERPRET $PY -m \
-  pytest -q -rs tests/test_precision.py -k cuda
-step 120 "kernel benchmark" $PY -m metalearn_edu.kernels.bench
-step 270 "MAML precisions, Omniglot 5w1s meta-batch 32, second order, CUDA graphs" $PY -m \
-  metalearn_edu.bench --device cuda --workloads omniglot-5w1s --inner-steps 1 --orders second \
-  --executions loop,vmap,compiled --compile-mode reduce-overhead \
-  --precision float32,bf16,tf32,tf32+channels-last --repeats 10 --output "$OUT_DIR/maml_${CARD}.json"
-step 55 "memory against inner steps" $PY -m metalearn_edu.bench --device cuda \
-  --workloads omniglot-20w5s --memory-vs-steps 1,8 --meta-batch 4 --repeats 2 \
-  --output "$OUT_DIR/inner_checkpointing_${CARD}.json"
-
-if [ -n "${OUT:-}" ]; then
-  cp "$OUT_DIR"/*"${CARD}"* "$OUT"/ 2>/dev/null || true
+if wanted kernels; then
+  step 120 "kernel tests on the card" "${PYTEST[@]}" -q -x tests/test_kernels_inner_update.py \
+    tests/test_kernels_lstm_steps.py tests/test_kernels_bench.py tests/test_inner_checkpointing.py \
+    tests/test_omniglot_device_sampling.py tests/test_training_sync.py
+  step 120 "kernel benchmark" $PY -m metalearn_edu.kernels.bench
+fi
+if wanted maml; then
+  step 75 "precision on the card: accuracy in float32, tf32, bf16" "${PYTEST[@]}" -q -rs \
+    tests/test_precision.py -k cuda
+  step 270 "MAML precisions, Omniglot 5w1s meta-batch 32, second order, CUDA graphs" $PY -m \
+    metalearn_edu.bench --device cuda --workloads omniglot-5w1s --inner-steps 1 --orders second \
+    --executions loop,vmap,compiled --compile-mode reduce-overhead \
+    --precision float32,bf16,tf32 --repeats 10 --output "$OUT_DIR/maml_${CARD}.json"
+  step 55 "memory against inner steps" $PY -m metalearn_edu.bench --device cuda \
+    --workloads omniglot-20w5s --memory-vs-steps 1,8 --meta-batch 4 --repeats 2 \
+    --output "$OUT_DIR/inner_checkpointing_${CARD}.json"
 fi

@@ -36,6 +36,7 @@ def test_a_time_limited_piece_stops_with_a_checkpoint_and_the_last_piece_evaluat
     )
 
     assert main([*argv, "--resume", "--time-limit", "3600"]) == 0
+    assert "trained iterations 1-5 in " in capsys.readouterr().out
     done = json.loads(ckpt.with_suffix(".json").read_text())
     assert done["iterations_done"] == 5 and done["finished"] is True
     assert done["test"]["num_tasks"] == 6

@@ -1,47 +1,79 @@
-"""The prepared GPU script asks only for what exists: GPU time is too scarce to lose to a typo."""
+"""The prepared GPU scripts ask only for what exists: GPU time is too scarce to lose to a typo."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import re
 import shlex
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from metalearn_edu import train_cli
+
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "gpu_check.sh"
+CHECK = ROOT / "scripts" / "gpu_check.sh"
+PAPER_RUN = ROOT / "scripts" / "gpu_paper_run.sh"
+FILLED = {
+    "$OUT_DIR": "data/benchmarks",
+    "${CARD}": "CARD",
+    '"$COMPILE_MODE"': "reduce-overhead",
+    '"$PRECISION"': "float32",
+    "$((MINUTES * 60 - 60))": "420",
+    '"$RUN_DIR/$NAME.pt"': "data/paper_runs/run.pt",
+    '"$RUN_DIR/$NAME.json"': "data/paper_runs/run.json",
+}
 
 
-def commands() -> list[list[str]]:
-    """Every ``$PY ...`` command of the script, continuation lines joined, variables filled in."""
-    text = SCRIPT.read_text().replace("\\\n", " ")
-    text = text.replace("$OUT_DIR", "data/benchmarks").replace("${CARD}", "CARD")
+def commands(script: Path) -> list[list[str]]:
+    """Every Python command of a script (``$PY ...`` or ``"${PYTEST[@]}" ...``), continuation
+    lines joined, variables filled in."""
+    text = script.read_text().replace("\\\n", " ")
+    for variable, value in FILLED.items():
+        text = text.replace(variable, value)
+    pytest_array = re.search(r'^PYTEST=\(.*"\$PY" (.*)\)$', text, re.MULTILINE)
+    if pytest_array:
+        text = text.replace('"${PYTEST[@]}"', "$PY " + pytest_array.group(1))
     found = []
     for line in text.splitlines():
         if line.lstrip().startswith("#"):
             continue
-        for match in re.finditer(r"\$PY (.+)$", line):
+        for match in re.finditer(r"\$PY (.+?)(?:\s*2>&1.*)?$", line):
             try:
                 words = shlex.split(match.group(1))
             except ValueError:  # inside `bash -c "..."`: the version print, nothing to parse
                 continue
-            found.append(words)
+            if words[0] == "-m":  # not `$PY -c ...`
+                found.append(words)
     return found
 
 
-def test_the_script_is_valid_bash_and_refuses_without_a_gpu():
-    assert subprocess.run(["bash", "-n", str(SCRIPT)], check=False).returncode == 0
+@pytest.mark.parametrize("script", [CHECK, PAPER_RUN], ids=lambda p: p.name)
+def test_the_scripts_are_valid_bash_and_refuse_without_a_gpu(script):
+    assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
     import torch
 
     if not torch.cuda.is_available():
-        out = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, check=False)
+        out = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
         assert out.returncode == 2 and "no CUDA device" in out.stderr
+
+
+def test_the_check_runs_named_groups_and_refuses_unknown_ones():
+    out = subprocess.run(
+        ["bash", str(CHECK), "kernels", "warp"], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 2 and "unknown group 'warp'" in out.stderr
+    text = CHECK.read_text()
+    assert "if wanted kernels; then" in text and "if wanted maml; then" in text
 
 
 def test_every_benchmark_command_parses_and_every_test_file_exists():
     seen = set()
-    for words in commands():
+    for words in commands(CHECK):
         if words[:2] == ["-m", "pytest"]:
+            assert "addopts=" in words  # the GPU machine has no nbval
             files = [w for w in words[2:] if w.endswith(".py")]
             assert files and all((ROOT / f).is_file() for f in files), files
             seen.add("pytest")
@@ -50,7 +82,32 @@ def test_every_benchmark_command_parses_and_every_test_file_exists():
             args = module.build_parser().parse_args(words[2:])  # exits on an unknown flag
             if getattr(args, "executions", None):
                 assert set(args.executions.split(",")) <= {"loop", "functional", "vmap", "compiled"}
-            if getattr(args, "precision", None):  # parsed by the benchmark itself, not argparse
-                module.parse_precisions(args.precision, args.channels_last)
             seen.add(words[1])
     assert seen == {"pytest", "metalearn_edu.bench", "metalearn_edu.kernels.bench"}
+
+
+def test_the_paper_run_is_the_papers_setting_through_the_command_line():
+    (words,) = commands(PAPER_RUN)
+    assert words[:3] == ["-m", "metalearn_edu", "train"]
+    parser = argparse.ArgumentParser()
+    train_cli.add_arguments(parser)
+    args = parser.parse_args(words[3:])  # exits on an unknown flag
+    assert args.preset == "omniglot-5w1s" and args.device == "cuda" and args.resume
+    assert args.time_limit == 420 and args.execution == "compiled"
+    config = train_cli.config_from_args(args)
+    # nothing that changes the paper's protocol is overridden
+    assert {k: config[k] for k in ("iterations", "meta_batch_size", "inner_steps")} == {
+        "iterations": 60_000,
+        "meta_batch_size": 32,
+        "inner_steps": 1,
+    }
+    assert config["eval_tasks"] == 600 and config["test_inner_steps"] == 3
+    assert "data/paper_runs/" in str(args.checkpoint)
+
+
+def test_the_paper_run_refuses_a_bad_number_of_minutes():
+    for minutes in ("1", "ten", "-3"):
+        out = subprocess.run(
+            ["bash", str(PAPER_RUN), minutes], capture_output=True, text=True, check=False
+        )
+        assert out.returncode == 2 and "MINUTES must be a whole number" in out.stderr
