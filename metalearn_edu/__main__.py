@@ -33,11 +33,16 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m metalearn_edu", description=__doc__.splitlines()[0]
     )
     sub = parser.add_subparsers(dest="command", metavar="command", required=True)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = next((word for word in argv if not word.startswith("-")), None)
     modules = {}
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        modules[name] = module
-        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        # only the command asked for is imported: `train` must run where the packages of
+        # `build-students` (nbformat) are not installed, as on a GPU machine
+        if name == chosen:
+            modules[name] = importlib.import_module(module_name)
+            modules[name].add_arguments(command)
     args = parser.parse_args(argv)
     return int(modules[args.command].run(args) or 0)
 

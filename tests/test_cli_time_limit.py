@@ -79,3 +79,31 @@ def test_a_tf32_run_is_evaluated_on_a_cpu_only_in_another_precision(tmp_path, ca
     assert main(argv) == 0
     report = json.loads(ckpt.with_suffix(".eval-test.json").read_text())
     assert report["config"]["precision"] == "float32" and report["result"]["num_tasks"] == 2
+
+
+def test_train_runs_where_the_course_packages_are_missing(tmp_path):
+    """A GPU machine has PyTorch but not nbformat (build-students) or ipywidgets: `train` and
+    `evaluate` must not import them."""
+    import subprocess
+    import sys
+
+    blocked = "import sys; sys.modules.update(nbformat=None, ipywidgets=None, nbval=None); "
+    code = blocked + "from metalearn_edu.__main__ import main; raise SystemExit(main())"
+    argv = ["train", *TINY, "--iterations", "1", "--eval-tasks", "0"]
+    argv += ["--checkpoint", str(tmp_path / "run.pt")]
+    out = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    for command in (["--help"], ["evaluate", "--help"]):
+        out = subprocess.run(
+            [sys.executable, "-c", code, *command], capture_output=True, text=True, check=False
+        )
+        assert out.returncode == 0, out.stderr
+    out = subprocess.run(
+        [sys.executable, "-c", code, "build-students", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode != 0 and "nbformat" in out.stderr  # the block is real
