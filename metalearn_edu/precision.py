@@ -34,15 +34,17 @@ The three precisions of :func:`precision_context`:
 - ``"bf16"``: ``torch.autocast(device_type, dtype=torch.bfloat16)``, with the float32 flags of
   ``"float32"`` for what autocast leaves in float32.
 
-The flags are set with PyTorch's per-backend API (``torch.backends.cuda.matmul.fp32_precision``,
-``torch.backends.cudnn.conv.fp32_precision``, and on a CPU ``torch.backends.mkldnn``'s) and
-restored on exit, also when the body raises. PyTorch refuses to mix this API with the legacy
-``allow_tf32`` flags: inside the context, *reading* ``torch.backends.cudnn.allow_tf32``,
-``torch.backends.cuda.matmul.allow_tf32`` or ``torch.get_float32_matmul_precision()`` can raise
-"you have used mix of the legacy and new APIs" (after the context they read normally again).
-``torch.compile``'s default and "reduce-overhead" modes do not read them; its "max-autotune"
-mode does while autotuning (torch 2.13's inductor: the autotuning cache key and the convolution
-templates), so tf32 and float32 with "max-autotune" may fail there (not tried on a GPU yet).
+How the flags are set matters. PyTorch keeps two sets of TF32 settings, the legacy ones
+(``torch.backends.cuda.matmul.allow_tf32``, ``torch.backends.cudnn.allow_tf32``) and the
+per-backend ``fp32_precision`` ones, and cuBLAS, cuDNN and ``torch.compile`` check that the two
+agree whenever they ask whether TF32 is allowed ("you have used mix of the legacy and new
+APIs" otherwise). Setting only ``torch.backends.cuda.matmul.fp32_precision = "tf32"`` leaves the
+legacy matmul precision at "highest", so that check fails (seen with torch 2.13: reading
+``torch.backends.cuda.matmul.allow_tf32`` then raises). On CUDA the context therefore sets the
+legacy flags, whose setters write both sets together; every getter reads without error inside
+and after the context (``tests/test_precision.py`` checks all of them). On a CPU it sets
+``torch.backends.mkldnn``'s ``fp32_precision`` to "ieee", which agrees with the legacy "highest".
+Everything is restored on exit, also when the body raises.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ import torch
 
 PRECISIONS = ("float32", "tf32", "bf16")
 
-# the per-backend float32 settings a precision sets, by device type: (name, the setting's owner)
+# the per-backend float32 settings each device type's context reads (and, on a CPU, sets)
 _FLAGS = {
     "cuda": (
         ("torch.backends.cuda.matmul", torch.backends.cuda.matmul),
@@ -65,6 +67,8 @@ _FLAGS = {
         ("torch.backends.mkldnn.conv", torch.backends.mkldnn.conv),
     ),
 }
+# on CUDA, the legacy TF32 switches: their setters keep both sets of settings in agreement
+_CUDA_SWITCHES = (torch.backends.cuda.matmul, torch.backends.cudnn)
 
 
 def check_precision(precision: str, device_type: str | None = None) -> None:
@@ -90,13 +94,26 @@ def precision_context(precision: str, device_type: str = "cpu") -> Iterator[None
     """Run the body in ``precision`` ("float32", "tf32" or "bf16", see the module docstring) on
     devices of ``device_type`` ("cpu", "cuda"); every global setting is restored on exit."""
     check_precision(precision, device_type)
-    flags = _FLAGS.get(device_type, ())
-    saved = [owner.fp32_precision for _, owner in flags]
+    if device_type == "cuda":
+        try:
+            saved = [switch.allow_tf32 for switch in _CUDA_SWITCHES]
+        except RuntimeError as error:  # set elsewhere in this process with both APIs, disagreeing
+            raise RuntimeError(
+                f"this process's TF32 settings disagree ({error}); set them with one API only "
+                "(or not at all) before using metalearn_edu's precision option."
+            ) from None
+        setting, restore = "allow_tf32", saved
+        tf32 = precision == "tf32"
+        owners, values = _CUDA_SWITCHES, [tf32, tf32]
+    else:
+        owners = [owner for _, owner in _FLAGS.get(device_type, ())]
+        setting, restore = "fp32_precision", [owner.fp32_precision for owner in owners]
+        values = ["ieee"] * len(owners)
     try:
-        for _, owner in flags:
-            owner.fp32_precision = "tf32" if precision == "tf32" else "ieee"
+        for owner, value in zip(owners, values, strict=True):
+            setattr(owner, setting, value)
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             yield
     finally:
-        for (_, owner), value in zip(flags, saved, strict=True):
-            owner.fp32_precision = value
+        for owner, value in zip(owners, restore, strict=True):
+            setattr(owner, setting, value)

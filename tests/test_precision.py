@@ -58,30 +58,64 @@ def _single_thread():
 
 
 # --- the context manager ---------------------------------------------------------------------
-def test_float32_is_strict_ieee_and_every_setting_comes_back():
-    before = fp32_settings("cuda"), fp32_settings("cpu")
-    assert before[0]["torch.backends.cudnn.conv"] == "tf32"  # PyTorch's default: TF32 convs
+def tf32_state() -> dict[str, object]:
+    """Every TF32 getter PyTorch has, legacy and per-backend. cuBLAS, cuDNN and torch.compile ask
+    the same C++ questions when they run, and raise if the two sets of settings disagree."""
+    return {
+        "cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        **fp32_settings("cuda"),
+        **fp32_settings("cpu"),
+    }
+
+
+def test_every_setting_reads_consistently_inside_and_comes_back():
+    before = tf32_state()
+    assert before["cudnn.allow_tf32"]  # PyTorch's default: TF32 convolutions
     with precision_context("float32", "cuda"):
-        assert set(fp32_settings("cuda").values()) == {"ieee"}
+        state = tf32_state()  # raises if the settings disagree
+        assert not state["cuda.matmul.allow_tf32"] and not state["cudnn.allow_tf32"]
+        assert state["float32_matmul_precision"] == "highest"
         assert not torch.is_autocast_enabled("cuda")
     with precision_context("tf32", "cuda"):
+        state = tf32_state()
+        assert state["cuda.matmul.allow_tf32"] and state["cudnn.allow_tf32"]
         assert set(fp32_settings("cuda").values()) == {"tf32"}
+        assert state["float32_matmul_precision"] == "high"
     with precision_context("float32", "cpu"):
-        assert set(fp32_settings("cpu").values()) == {"ieee"}
-    assert (fp32_settings("cuda"), fp32_settings("cpu")) == before
-    # nothing half-set is left behind: the legacy getters (which refuse a mixed state) still read
-    assert torch.get_float32_matmul_precision() == "highest"
-    assert torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert set(tf32_state()[k] for k in fp32_settings("cpu")) == {"ieee"}
+    after = tf32_state()
+    # what the switches say comes back; a per-backend "none" (inherit) may read as the explicit
+    # value it resolved to, which means the same
+    for key in ("cuda.matmul.allow_tf32", "cudnn.allow_tf32", "float32_matmul_precision"):
+        assert after[key] == before[key]
+    assert fp32_settings("cpu") == {k: before[k] for k in fp32_settings("cpu")}
 
 
 def test_settings_come_back_after_an_exception_too():
-    before = fp32_settings("cuda"), fp32_settings("cpu")
+    before = tf32_state()
     for precision, device_type in [("tf32", "cuda"), ("bf16", "cpu"), ("float32", "cpu")]:
         with pytest.raises(RuntimeError, match="inside"):
             with precision_context(precision, device_type):
                 raise RuntimeError("inside")
-        assert (fp32_settings("cuda"), fp32_settings("cpu")) == before
+        after = tf32_state()
+        assert {k: after[k] for k in list(after)[:3]} == {k: before[k] for k in list(before)[:3]}
+        assert fp32_settings("cpu") == {k: before[k] for k in fp32_settings("cpu")}
         assert not torch.is_autocast_enabled("cpu")
+
+
+def test_the_per_backend_api_alone_would_leave_the_settings_disagreeing():
+    """Why the context sets the legacy switches on CUDA: the per-backend matmul setting alone
+    makes PyTorch's own consistency check fail (the check cuBLAS runs)."""
+    saved = torch.backends.cuda.matmul.fp32_precision
+    try:
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        with pytest.raises(RuntimeError, match="mix of the legacy and new APIs"):
+            _ = torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.fp32_precision = saved
+    tf32_state()  # and it reads again
 
 
 def test_bf16_is_autocast_with_float32_losses():
