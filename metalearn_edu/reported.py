@@ -56,3 +56,31 @@ def reported_accuracy(config: dict[str, Any]) -> dict[str, Any] | None:
         return None
     accuracy, ci95, source = REPORTED[key]
     return {"accuracy_percent": accuracy, "ci95_percent": ci95, "source": source}
+
+
+def beside_the_paper(result: dict[str, Any]) -> str:
+    """One line for a ``train`` result file: how far the run got, on what, its test accuracy with
+    its 95% interval, and the paper's where the protocol is the paper's."""
+    env, config = result["environment"], result["config"]
+    line = (
+        f"{config['preset']} {config['algorithm']}: {result['iterations_done']:,} of "
+        f"{config['iterations']:,} meta-iterations, "
+        f"{result.get('train_wall_time_total_s', result['train_wall_time_s']) / 60:.1f} min of "
+        f"training on {env.get('device_name', env['device'])} (torch {env['torch']}, "
+        f"{config.get('precision', 'float32')})"
+    )
+    test = result.get("test")
+    if test and test.get("accuracy") is not None:
+        line += (
+            f"; test accuracy {100 * test['accuracy']:.1f} ± {100 * test['accuracy_ci95']:.1f}% "
+            f"over {test['num_tasks']} tasks"
+        )
+    elif not result.get("finished", True):
+        line += "; not finished (resume it)"
+    reported = result.get("reported")
+    if reported:
+        line += (
+            f"; paper {reported['accuracy_percent']} ± {reported['ci95_percent']}% "
+            f"({reported['source']})"
+        )
+    return line

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from metalearn_edu.presets import PRESETS
-from metalearn_edu.reported import REPORTED, reported_accuracy
+from metalearn_edu.reported import REPORTED, beside_the_paper, reported_accuracy
 
 PAPERS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "papers.md"
 COLUMNS = ("omniglot-5w1s", "omniglot-5w5s", "omniglot-20w1s", "omniglot-20w5s")
@@ -55,3 +55,25 @@ def test_only_the_papers_protocol_is_compared():
         assert reported_accuracy({**paper, **changed}) is None
     assert reported_accuracy({**PRESETS["sinusoid"], "preset": "sinusoid"}) is None
     assert reported_accuracy({"preset": "no-such-preset"}) is None
+
+
+def test_a_result_is_described_beside_the_paper():
+    config = {**PRESETS["omniglot-5w1s"], "preset": "omniglot-5w1s", "precision": "tf32"}
+    result = {
+        "config": config,
+        "environment": {"device": "cuda", "device_name": "NVIDIA H200", "torch": "2.11.0"},
+        "iterations_done": 60_000,
+        "finished": True,
+        "train_wall_time_s": 100.0,
+        "train_wall_time_total_s": 540.0,
+        "test": {"accuracy": 0.98712, "accuracy_ci95": 0.00391, "num_tasks": 600},
+        "reported": reported_accuracy(config),
+    }
+    assert beside_the_paper(result) == (
+        "omniglot-5w1s maml: 60,000 of 60,000 meta-iterations, 9.0 min of training on NVIDIA "
+        "H200 (torch 2.11.0, tf32); test accuracy 98.7 ± 0.4% over 600 tasks; paper 98.7 ± 0.4% "
+        "(Finn et al. 2017, Table 1)"
+    )
+    piece = {**result, "iterations_done": 20_000, "finished": False, "reported": None}
+    del piece["test"]
+    assert beside_the_paper(piece).endswith("(torch 2.11.0, tf32); not finished (resume it)")
