@@ -103,6 +103,7 @@ SPEED_DEFAULTS: dict[str, Any] = {
     "precision": "float32",
     "channels_last": False,
     "compile_mode": None,
+    "vmap_chunk_size": None,  # tasks per vmap chunk when memory is short (None: all at once)
 }
 
 

@@ -44,6 +44,7 @@ OVERRIDES: dict[str, tuple[str, type]] = {
     "--validation-tasks": ("validation_tasks", int),
     "--omniglot-root": ("omniglot_root", str),
     "--compile-mode": ("compile_mode", str),  # torch.compile's mode: default, reduce-overhead ...
+    "--vmap-chunk-size": ("vmap_chunk_size", int),  # tasks per vmap chunk when memory is short
     "--sync-every": ("sync_every", int),  # read metrics back every N iterations (meta_train)
 }
 

@@ -47,6 +47,7 @@ RESUMABLE_CHANGES = frozenset(
         "omniglot_root",
         "execution",
         "compile_mode",
+        "vmap_chunk_size",
         "sync_every",
         "channels_last",
     }

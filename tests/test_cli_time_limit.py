@@ -107,3 +107,12 @@ def test_train_runs_where_the_course_packages_are_missing(tmp_path):
         check=False,
     )
     assert out.returncode != 0 and "nbformat" in out.stderr  # the block is real
+
+
+def test_vmap_chunks_from_the_command_line(tmp_path):
+    ckpt = tmp_path / "run.pt"
+    argv = ["train", *TINY, "--iterations", "1", "--eval-tasks", "0", "--execution", "vmap"]
+    assert main([*argv, "--vmap-chunk-size", "2", "--checkpoint", str(ckpt)]) == 0
+    assert json.loads(ckpt.with_suffix(".json").read_text())["config"]["vmap_chunk_size"] == 2
+    with pytest.raises(ValueError, match="vmap_chunk_size must be positive"):
+        main([*argv, "--vmap-chunk-size", "0", "--checkpoint", str(tmp_path / "bad.pt")])
