@@ -391,3 +391,43 @@ def test_cuda_inner_loop_uses_the_kernel_by_default_with_opt_out(monkeypatch, la
     inner_loop.sgd_step(params, grads, 0.1)
     inner_loop.sgd_step(params, grads, 0.1, use_triton=None)
     assert len(forward.grids) == 1
+
+
+def test_reference_only_keeps_compiled_code_away_from_the_kernels(monkeypatch):
+    """torch.compile traces MAML's compiled execution inside reference_only(): there use_triton
+    picks PyTorch unless the kernel is asked for explicitly (on an H200 a kernel met after a graph
+    break failed inside Dynamo)."""
+    from metalearn_edu.algorithms import MAML
+    from metalearn_edu.algorithms import maml as maml_module
+    from metalearn_edu.kernels import _dispatch
+    from metalearn_edu.models import sinusoid_mlp
+    from metalearn_edu.tasks.sinusoid import SinusoidTasks
+
+    x = torch.zeros(2)
+    assert _dispatch._reference_only_depth == 0
+    with _dispatch.reference_only():
+        with _dispatch.reference_only():
+            assert _dispatch._reference_only_depth == 2
+        assert not _dispatch.use_triton(x, use_triton=None)
+        assert _dispatch.use_triton(x, use_triton=True)  # interpreted here: still asked for
+    assert _dispatch._reference_only_depth == 0
+    monkeypatch.setattr(_dispatch, "_why_not", lambda tensors: None)  # as if on a GPU
+    monkeypatch.setattr(_dispatch, "_reference_only_depth", 0)
+    cuda_like = torch.zeros(2, device="meta")
+    monkeypatch.setattr(type(cuda_like), "device", property(lambda t: torch.device("cuda")))
+    assert _dispatch.use_triton(cuda_like)
+    with _dispatch.reference_only():
+        assert not _dispatch.use_triton(cuda_like)
+    monkeypatch.undo()
+
+    seen = []
+    algorithm = MAML(sinusoid_mlp(), inner_lr=0.01, execution="compiled")
+
+    def fake_compiled(params, *tensors):
+        seen.append(_dispatch._reference_only_depth)
+        return maml_module._vmapped_task_grad(algorithm)(params, *tensors)
+
+    algorithm._compiled = fake_compiled
+    episode = SinusoidTasks().sample(2, generator=torch.Generator().manual_seed(0))
+    algorithm.meta_gradient(algorithm.init_meta_params(), episode)
+    assert seen == [1] and _dispatch._reference_only_depth == 0

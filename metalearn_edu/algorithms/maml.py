@@ -56,6 +56,7 @@ import torch
 from torch import Tensor
 
 from metalearn_edu.inner_loop import InnerLR, Params, adapt, check_inner_settings
+from metalearn_edu.kernels._dispatch import reference_only
 from metalearn_edu.losses import accuracy, task_loss
 from metalearn_edu.models.base import FunctionalModel, check_episode
 from metalearn_edu.precision import check_precision, precision_context
@@ -300,9 +301,10 @@ def maml_compiled(
         task_grads = _vmapped_task_grad(algorithm)
         algorithm._compiled = torch.compile(task_grads, mode=algorithm.compile_mode)
     params = {n: p.detach() for n, p in meta_params.items()}
-    g, (losses, accuracies) = algorithm._compiled(
-        params, episode.support_x, episode.support_y, episode.query_x, episode.query_y
-    )
+    with reference_only():  # the compiler fuses the PyTorch update itself: no Triton kernels
+        g, (losses, accuracies) = algorithm._compiled(
+            params, episode.support_x, episode.support_y, episode.query_x, episode.query_y
+        )
     return {n: v.mean(dim=0) for n, v in g.items()}, losses, accuracies
 
 

@@ -8,12 +8,14 @@ By default (``use_triton=None``) the kernel runs when
 - it is not switched off with ``METALEARN_EDU_TRITON=0`` in the environment, and
 - the tensors are on a CUDA device.
 
-Otherwise the reference runs. ``use_triton=False`` always runs the reference; ``use_triton=True``
-asks for the kernel, also on CPU tensors when ``TRITON_INTERPRET=1`` is set: Triton's interpreter
-runs the kernel's Python body with NumPy, which is how the test suite and notebook 09 check every
-kernel on a machine without a GPU. It is far slower than PyTorch, a checking tool only, so it is
-never chosen automatically. ``TRITON_INTERPRET`` is read by ``triton.jit`` when a kernel module is
-imported, so set it before importing :mod:`metalearn_edu.kernels`.
+Otherwise the reference runs, and also inside :func:`reference_only`, which code traced by
+``torch.compile`` runs in (the compiler fuses the reference itself). ``use_triton=False`` always
+runs the reference; ``use_triton=True`` asks for the kernel, also on CPU tensors when
+``TRITON_INTERPRET=1`` is set: Triton's interpreter runs the kernel's Python body with NumPy, which
+is how the test suite and notebook 09 check every kernel on a machine without a GPU. It is far
+slower than PyTorch, a checking tool only, so it is never chosen automatically.
+``TRITON_INTERPRET`` is read by ``triton.jit`` when a kernel module is imported, so set it before
+importing :mod:`metalearn_edu.kernels`.
 """
 
 from __future__ import annotations
@@ -21,10 +23,27 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from torch import Tensor
 
 ENV_SWITCH = "METALEARN_EDU_TRITON"
+_reference_only_depth = 0  # > 0 inside reference_only()
+
+
+@contextmanager
+def reference_only() -> Iterator[None]:
+    """Inside, ``use_triton=None`` picks the PyTorch reference everywhere (explicit ``True`` still
+    runs the kernel). For code that ``torch.compile`` traces: Inductor fuses the reference, and
+    a Triton launch it meets after a graph break would be handed to Dynamo frame by frame (on an
+    H200 with torch 2.11 that failed inside the kernel's vmap rule)."""
+    global _reference_only_depth
+    _reference_only_depth += 1
+    try:
+        yield
+    finally:
+        _reference_only_depth -= 1
 
 
 @functools.cache
@@ -44,7 +63,7 @@ def use_triton(*tensors: Tensor, use_triton: bool | None = None) -> bool:
     ``use_triton=True`` asks for the kernel and raises a ``RuntimeError`` that says why when it
     cannot run; ``False`` forces the reference; ``None`` (the default) picks automatically.
     """
-    if use_triton is False:
+    if use_triton is False or (use_triton is None and _reference_only_depth):
         return False
     if use_triton is None and any(t.device.type != "cuda" for t in tensors):
         return False  # the interpreter is never picked automatically
