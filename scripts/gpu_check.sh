@@ -3,9 +3,10 @@
 # output, commit what it wrote under data/benchmarks/). Each step has its own time limit, and a step
 # that fails does not stop the others. Usage, from the repository root:
 #
-#   bash scripts/gpu_check.sh                # both groups, at most 13 minutes
+#   bash scripts/gpu_check.sh                # kernels and maml, at most 13 minutes
 #   bash scripts/gpu_check.sh kernels        # steps 1, 2, 4: at most 4.5 minutes
 #   bash scripts/gpu_check.sh maml           # steps 1, 3, 5, 6: at most 8.5 minutes
+#   bash scripts/gpu_check.sh compile        # steps 1, 7: at most 3.5 minutes
 #
 # Through the device tool (10 minutes a command, 15 of device time in all, machine start included):
 # one call per group, each `PYTHON=python3 bash scripts/gpu_check.sh <group>` (the machine's python3
@@ -20,9 +21,11 @@
 # along, else it is skipped and says so); (4) the kernel benchmark (CUDA-event medians, eager and
 # torch.compile references, copy bandwidth in the same run); (5) one second-order MAML
 # meta-iteration on Omniglot 5-way 1-shot, meta-batch 32: the loop, vmap, and compiled vmap with
-# CUDA graphs, each in float32, bf16, tf32 and tf32 with channels-last activations (one compilation
-# per precision; rows are written as they finish, most wanted first); (6) memory against inner
-# steps with and without checkpointing.
+# CUDA graphs, each in float32, tf32 and bf16 (one compilation per precision; rows are written as
+# they finish, most wanted first); (6) memory against inner
+# steps with and without checkpointing; (7) what torch.compile made of the meta-gradient
+# (python -m metalearn_edu.compile_report: graphs, graph breaks and their reasons, CUDA-graph skips,
+# speed per compile mode, the most expensive kernels).
 # Trimmed to fit (the step limits once added up to 19.5 minutes): step 5 times second order only
 # and the compiled execution only with CUDA graphs (not torch.compile's default mode, not first
 # order, not the sinusoid), 10 repeats instead of 20, and not channels-last (a no-op under vmap:
@@ -39,8 +42,8 @@ PY=${PYTHON:-.venv/bin/python}
 WANTED=${*:-kernels maml}
 for group in $WANTED; do
   case $group in
-    kernels | maml) ;;
-    *) echo "unknown group '$group': use kernels, maml or nothing (both)" >&2 && exit 2 ;;
+    kernels | maml | compile) ;;
+    *) echo "unknown group '$group': use kernels, maml, compile or nothing (kernels and maml)" >&2 && exit 2 ;;
   esac
 done
 CARD=$($PY -c "import torch; print(torch.cuda.get_device_name().replace(' ', '_'))" 2>/dev/null) || {
@@ -85,4 +88,8 @@ if wanted maml; then
   step 100 "memory against inner steps" $PY -m metalearn_edu.bench --device cuda \
     --workloads omniglot-20w5s --memory-vs-steps 1,8 --meta-batch 4 --repeats 2 \
     --output "$OUT_DIR/inner_checkpointing_${CARD}.json"
+fi
+if wanted compile; then
+  step 200 "what torch.compile made of the meta-gradient (graphs, breaks, CUDA graphs, kernels)" \
+    $PY -m metalearn_edu.compile_report --device cuda --output "$OUT_DIR/compile_report_${CARD}.json"
 fi

@@ -66,7 +66,8 @@ def test_the_check_runs_named_groups_and_refuses_unknown_ones():
     )
     assert out.returncode == 2 and "unknown group 'warp'" in out.stderr
     text = CHECK.read_text()
-    assert "if wanted kernels; then" in text and "if wanted maml; then" in text
+    for group in ("kernels", "maml", "compile"):
+        assert f"if wanted {group}; then" in text
 
 
 def test_every_benchmark_command_parses_and_every_test_file_exists():
@@ -83,7 +84,12 @@ def test_every_benchmark_command_parses_and_every_test_file_exists():
             if getattr(args, "executions", None):
                 assert set(args.executions.split(",")) <= {"loop", "functional", "vmap", "compiled"}
             seen.add(words[1])
-    assert seen == {"pytest", "metalearn_edu.bench", "metalearn_edu.kernels.bench"}
+    assert seen == {
+        "pytest",
+        "metalearn_edu.bench",
+        "metalearn_edu.kernels.bench",
+        "metalearn_edu.compile_report",
+    }
 
 
 def test_the_paper_run_is_the_papers_setting_through_the_command_line():

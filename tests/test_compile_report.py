@@ -1,0 +1,35 @@
+"""The compile report runs on the CPU: one graph, no break, for MAML's vmapped meta-gradient."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from _maml_helpers import one_thread
+
+from metalearn_edu import compile_report
+
+
+@pytest.mark.slow
+def test_the_sinusoid_meta_gradient_compiles_to_one_graph(tmp_path, capsys):
+    output = tmp_path / "report.json"
+    argv = ["--device", "cpu", "--workload", "sinusoid", "--meta-batch", "3"]
+    argv += ["--modes", "default", "--repeats", "2", "--output", str(output)]
+    args = compile_report.build_parser().parse_args(argv)
+    with one_thread():
+        report = compile_report.run(args)
+    (row,) = report["modes"]
+    assert (row["graph_count"], row["graph_break_count"], row["break_reasons"]) == (1, 0, [])
+    assert row["compile_mode"] == "default" and row["it_per_s"] > 0 and row["first_call_s"] > 0
+    assert "Name" in row["top_kernels"]  # the profiler's table
+    assert json.loads(output.read_text())["modes"][0]["graph_count"] == 1
+    assert "mode default: 1 graph(s), 0 break(s)" in capsys.readouterr().out
+
+
+def test_cuda_without_a_gpu_is_refused():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(SystemExit, match="no CUDA device"):
+        compile_report.main(["--device", "cuda"])
