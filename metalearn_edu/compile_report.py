@@ -11,7 +11,10 @@ where the difference lies, for each compile mode asked for:
   PyTorch, one operation at a time);
 - the first call (compilation included) and meta-iterations per second after warm-up;
 - Inductor's counters, among them how often CUDA graphs were skipped (``reduce-overhead``);
-- the ten most expensive kernels of three meta-iterations (``torch.profiler``).
+- the ten most expensive kernels of three meta-iterations (``torch.profiler``);
+- on CUDA, plain vmap with ``torch.backends.cudnn.benchmark`` off and on: under vmap each task's
+  adapted weights make the query convolutions grouped convolutions (one group per task), whose
+  default cuDNN algorithm may be far from the fastest one benchmarking finds.
 
 It runs on a CPU too (``--device cpu``, smaller ``--meta-batch``), where the tests run it.
 """
@@ -87,6 +90,30 @@ def report_mode(name: str, meta_batch: int, mode: str | None, device: str, repea
     }
 
 
+def vmap_with_cudnn_benchmark(name: str, meta_batch: int, device: str, repeats: int) -> dict:
+    """Meta-iterations per second of plain vmap with cuDNN's benchmark mode off and on."""
+    algorithm, params, episode = workload(name, meta_batch, 1, False, "vmap")
+    params = {n: p.to(device) for n, p in params.items()}
+    episode = episode.to(device)
+    saved, speeds = torch.backends.cudnn.benchmark, {}
+    try:
+        for benchmark in (False, True):
+            torch.backends.cudnn.benchmark = benchmark
+            for _ in range(3):  # warm-up (with benchmark on, cuDNN tries its algorithms here)
+                algorithm.meta_gradient(params, episode, sync=False)
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(repeats):
+                algorithm.meta_gradient(params, episode, sync=False)
+            _sync(device)
+            speeds[f"cudnn_benchmark_{str(benchmark).lower()}"] = repeats / (
+                time.perf_counter() - start
+            )
+    finally:
+        torch.backends.cudnn.benchmark = saved
+    return speeds
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m metalearn_edu.compile_report", description=__doc__.splitlines()[0]
@@ -127,10 +154,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  break: {reason}")
         print(f"  inductor counters: {row['inductor_counters']}")
         print(row["top_kernels"], flush=True)
-        if args.output:  # written after every mode: a run cut short keeps what it finished
-            text = json.dumps(report, indent=2) + "\n"
-            atomic_write(args.output, lambda f, text=text: f.write(text.encode()))
+        _write(args.output, report)
+    if args.device.startswith("cuda"):
+        speeds = vmap_with_cudnn_benchmark(
+            args.workload, args.meta_batch, args.device, args.repeats
+        )
+        report["vmap_it_per_s"] = speeds
+        print("vmap, it/s: " + ", ".join(f"{k} {v:.2f}" for k, v in speeds.items()), flush=True)
+        _write(args.output, report)
     return report
+
+
+def _write(path: Path | None, report: dict[str, Any]) -> None:
+    """Written after every part: a run cut short keeps what it finished."""
+    if path:
+        text = json.dumps(report, indent=2) + "\n"
+        atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def main(argv: list[str] | None = None) -> int:

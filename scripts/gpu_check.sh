@@ -6,7 +6,7 @@
 #   bash scripts/gpu_check.sh                # kernels and maml, at most 13 minutes
 #   bash scripts/gpu_check.sh kernels        # steps 1, 2, 4: at most 4.5 minutes
 #   bash scripts/gpu_check.sh maml           # steps 1, 3, 5, 6: at most 8.5 minutes
-#   bash scripts/gpu_check.sh compile        # steps 1, 7: at most 3.5 minutes
+#   bash scripts/gpu_check.sh compile        # steps 1, 7: at most 5 minutes
 #
 # Through the device tool (10 minutes a command, 15 of device time in all, machine start included):
 # one call per group, each `PYTHON=python3 bash scripts/gpu_check.sh <group>` (the machine's python3
@@ -90,6 +90,6 @@ if wanted maml; then
     --output "$OUT_DIR/inner_checkpointing_${CARD}.json"
 fi
 if wanted compile; then
-  step 200 "what torch.compile made of the meta-gradient (graphs, breaks, CUDA graphs, kernels)" \
+  step 280 "what torch.compile made of the meta-gradient (graphs, breaks, CUDA graphs, kernels)" \
     $PY -m metalearn_edu.compile_report --device cuda --output "$OUT_DIR/compile_report_${CARD}.json"
 fi

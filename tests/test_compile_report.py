@@ -33,3 +33,14 @@ def test_cuda_without_a_gpu_is_refused():
         pytest.skip("a CUDA device is present")
     with pytest.raises(SystemExit, match="no CUDA device"):
         compile_report.main(["--device", "cuda"])
+
+
+def test_the_cudnn_benchmark_comparison_runs_and_restores_the_setting():
+    import torch
+
+    before = torch.backends.cudnn.benchmark
+    with one_thread():
+        speeds = compile_report.vmap_with_cudnn_benchmark("sinusoid", 2, "cpu", 1)
+    assert set(speeds) == {"cudnn_benchmark_false", "cudnn_benchmark_true"}
+    assert all(v > 0 for v in speeds.values())
+    assert torch.backends.cudnn.benchmark == before
