@@ -41,6 +41,18 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _seconds_per_iteration(algorithm, params, episode, device: str, repeats: int) -> float:
+    """Mean seconds per meta-gradient over ``repeats`` calls, after three warm-up calls."""
+    for _ in range(3):
+        algorithm.meta_gradient(params, episode, sync=False)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        algorithm.meta_gradient(params, episode, sync=False)
+    _sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
 def report_mode(name: str, meta_batch: int, mode: str | None, device: str, repeats: int) -> dict:
     """Explain, time and profile the compiled meta-gradient in one ``torch.compile`` mode."""
     from torch._dynamo.utils import counters
@@ -60,14 +72,7 @@ def report_mode(name: str, meta_batch: int, mode: str | None, device: str, repea
     algorithm.meta_gradient(params, episode)
     _sync(device)
     first = time.perf_counter() - start
-    for _ in range(3):
-        algorithm.meta_gradient(params, episode, sync=False)
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        algorithm.meta_gradient(params, episode, sync=False)
-    _sync(device)
-    per_iteration = (time.perf_counter() - start) / repeats
+    per_iteration = _seconds_per_iteration(algorithm, params, episode, device, repeats)
 
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.startswith("cuda"):
@@ -98,17 +103,9 @@ def vmap_with_cudnn_benchmark(name: str, meta_batch: int, device: str, repeats: 
     saved, speeds = torch.backends.cudnn.benchmark, {}
     try:
         for benchmark in (False, True):
-            torch.backends.cudnn.benchmark = benchmark
-            for _ in range(3):  # warm-up (with benchmark on, cuDNN tries its algorithms here)
-                algorithm.meta_gradient(params, episode, sync=False)
-            _sync(device)
-            start = time.perf_counter()
-            for _ in range(repeats):
-                algorithm.meta_gradient(params, episode, sync=False)
-            _sync(device)
-            speeds[f"cudnn_benchmark_{str(benchmark).lower()}"] = repeats / (
-                time.perf_counter() - start
-            )
+            torch.backends.cudnn.benchmark = benchmark  # cuDNN tries its algorithms in warm-up
+            seconds = _seconds_per_iteration(algorithm, params, episode, device, repeats)
+            speeds[f"cudnn_benchmark_{str(benchmark).lower()}"] = 1 / seconds
     finally:
         torch.backends.cudnn.benchmark = saved
     return speeds
