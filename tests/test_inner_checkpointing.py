@@ -149,6 +149,25 @@ def test_compiled_execution_gives_the_loop_meta_gradient():
     assert max_abs_diff(again, grads) == 0
 
 
+@pytest.mark.parametrize("algorithm_class", [MAML, MetaSGD, ANIL])
+def test_compiled_execution_is_one_graph_without_breaks(algorithm_class):
+    """Dynamo captures the whole vmapped per-task gradient, inner update included, as one graph.
+
+    With torch 2.11 a single untraceable call in the inner update's kernel dispatch made Dynamo
+    skip the whole function, so "compiled" silently ran eagerly (20 it/s on an H200, against 17.6
+    for plain vmap). The execution now compiles with ``fullgraph=True``: a graph break raises.
+    """
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    algorithm = algorithm_class(MLP((1, 8, 1)), inner_lr=0.05, execution="compiled")
+    params = algorithm.init_meta_params(torch.Generator().manual_seed(6))
+    algorithm.meta_gradient(params, regression_episode(tasks=3).to("cpu", torch.float32))
+    assert counters["stats"]["unique_graphs"] == 1
+    assert not counters["graph_break"]
+
+
 def test_vmap_in_chunks_gives_the_same_meta_gradient():
     model = MLP((1, 8, 1))
     episode = regression_episode(tasks=5)

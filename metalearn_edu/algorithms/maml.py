@@ -300,7 +300,7 @@ def maml_compiled(
     """(d) (c) under ``torch.compile``, compiled on the first call and kept on the algorithm."""
     if algorithm._compiled is None:
         task_grads = _vmapped_task_grad(algorithm)
-        algorithm._compiled = torch.compile(task_grads, mode=algorithm.compile_mode)
+        algorithm._compiled = torch.compile(task_grads, mode=algorithm.compile_mode, fullgraph=True)
     params = {n: p.detach() for n, p in meta_params.items()}
     with reference_only():  # the compiler fuses the PyTorch update itself: no Triton kernels
         g, (losses, accuracies) = algorithm._compiled(

@@ -8,8 +8,8 @@ By default (``use_triton=None``) the kernel runs when
 - it is not switched off with ``METALEARN_EDU_TRITON=0`` in the environment, and
 - the tensors are on a CUDA device.
 
-Otherwise the reference runs, and also inside :func:`reference_only`, which code traced by
-``torch.compile`` runs in (the compiler fuses the reference itself). ``use_triton=False`` always
+Otherwise the reference runs, and also while ``torch.compile`` traces the code and inside
+:func:`reference_only` (the compiler fuses the reference itself). ``use_triton=False`` always
 runs the reference; ``use_triton=True`` asks for the kernel, also on CPU tensors when
 ``TRITON_INTERPRET=1`` is set: Triton's interpreter runs the kernel's Python body with NumPy, which
 is how the test suite and notebook 09 check every kernel on a machine without a GPU. It is far
@@ -26,6 +26,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import torch
 from torch import Tensor
 
 ENV_SWITCH = "METALEARN_EDU_TRITON"
@@ -63,8 +64,10 @@ def use_triton(*tensors: Tensor, use_triton: bool | None = None) -> bool:
     ``use_triton=True`` asks for the kernel and raises a ``RuntimeError`` that says why when it
     cannot run; ``False`` forces the reference; ``None`` (the default) picks automatically.
     """
-    if use_triton is False or (use_triton is None and _reference_only_depth):
+    if use_triton is False:
         return False
+    if use_triton is None and (_reference_only_depth or torch.compiler.is_compiling()):
+        return False  # traced code: the compiler fuses the reference itself
     if use_triton is None and any(t.device.type != "cuda" for t in tensors):
         return False  # the interpreter is never picked automatically
     reason = _why_not(tensors)

@@ -187,7 +187,7 @@ def bench_inner_update(ctx: BenchContext) -> list[Record]:
     """θ' = θ − α ∘ g for all parameters of all tasks: forward, and forward plus backward."""
     from metalearn_edu.kernels.inner_update import inner_update_reference
 
-    compiled = torch.compile(inner_update_reference, dynamic=False)
+    compiled = torch.compile(inner_update_reference, dynamic=False, fullgraph=True)
     records = []
     for case in inner_update_cases(ctx.quick):
         records += _bench_inner_update_case(ctx, case, compiled)

@@ -136,7 +136,7 @@ def bench_lstm_optimizer_step(
         "eager": lstm_optimizer_step_reference,
     }
     if compile:
-        step["compiled"] = torch.compile(lstm_optimizer_step_reference)
+        step["compiled"] = torch.compile(lstm_optimizer_step_reference, fullgraph=True)
     records = []
     for n in _sizes(ctx, sizes):
         records += _bench_lstm_optimizer_size(ctx, optimizer, params, step, n)
@@ -196,7 +196,7 @@ def bench_meta_lstm_step(
         "eager": meta_lstm_step_reference,
     }
     if compile:
-        step["compiled"] = torch.compile(meta_lstm_step_reference)
+        step["compiled"] = torch.compile(meta_lstm_step_reference, fullgraph=True)
     records = []
     for n in _sizes(ctx, sizes):
         records += _bench_meta_lstm_size(ctx, params, step, n)

@@ -113,9 +113,13 @@ def inner_update(
 
 
 def _use_triton_for(tensors: list[Tensor], choice: bool | None) -> bool:
+    # Plain checks first: under torch.compile (torch 2.11) Dynamo could not trace ``bool(list)``
+    # here, and that one graph break made the whole compiled meta-gradient run eagerly.
+    if choice is False or not tensors:
+        return False
     if choice is None and _capturing(tensors):
         return False  # the launch uploads its pointer table from the host: not graph-safe
-    return bool(tensors) and use_triton(*tensors, use_triton=choice)
+    return use_triton(*tensors, use_triton=choice)
 
 
 def _capturing(tensors: Sequence[Tensor]) -> bool:
