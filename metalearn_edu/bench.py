@@ -14,8 +14,11 @@ Before timing, every execution's meta-gradient is compared with the loop's on th
 in float64 (relative difference below 1e-8, else the benchmark stops); timing is in float32, or in
 each ``--precision`` given: ``--precision float32,tf32,bf16,tf32+channels-last`` times every
 execution in each (see :mod:`metalearn_edu.precision`; an entry ending in ``+channels-last``, or
-every entry with ``--channels-last``, also runs Conv4 with NHWC activations). The float64 check
-is the same for every precision (TF32 and bf16 autocast leave float64 alone), so it runs once.
+every entry with ``--channels-last``, also runs Conv4 with NHWC activations; one ending in
+``+matmul`` runs Conv4's convolutions as matrix products, :mod:`metalearn_edu.models.conv4`).
+The float64 check is the same for every precision (TF32 and bf16 autocast leave float64 alone),
+so it runs once, with ``F.conv2d`` (``tests/test_conv_matmul.py`` checks that ``+matmul`` gives the
+same meta-gradient).
 With ``--output`` the JSON file is rewritten after every row, so a run stopped by a time limit
 keeps the rows it finished.
 Each variant is then timed in a fresh subprocess, so that its peak memory can be read: on a
@@ -51,7 +54,9 @@ from metalearn_edu.tasks.episode import Episode
 
 EXECUTIONS = ("loop", "functional", "vmap")  # the default; "compiled" is added on request
 GRADIENT_RTOL = 1e-8  # in float64 (float32 rounding alone reaches 1e-4 through batch norm)
-CHANNELS_LAST = "+channels-last"  # suffix of a --precision entry: that precision, NHWC activations
+# suffixes of a --precision entry ("tf32+channels-last+matmul"): the Conv4 options they switch on
+VARIANT_OPTIONS = {"channels-last": ("channels_last", True), "matmul": ("conv", "matmul")}
+FLOAT32 = {"precision": "float32", "channels_last": False, "conv": "conv2d"}  # the default variant
 
 
 def workload(
@@ -64,13 +69,14 @@ def workload(
     compile_mode: str | None = None,
     precision: str = "float32",
     channels_last: bool = False,
+    conv: str = "conv2d",
 ) -> tuple[MAML, dict[str, torch.Tensor], Episode]:
     """The algorithm and one batch of tasks of a named workload (fixed seed)."""
     g = torch.Generator().manual_seed(0)
     if workload.startswith("omniglot-"):  # "omniglot-<ways>w<shots>s", 15 queries per class
         ways, shots = (int(v) for v in workload.removeprefix("omniglot-").rstrip("s").split("w"))
         queries = 15
-        model = Conv4(ways=ways)
+        model = Conv4(ways=ways, conv=conv)
         labels = torch.arange(ways)
         episode = Episode(
             torch.rand(meta_batch, ways * shots, 1, 28, 28, generator=g),
@@ -82,6 +88,8 @@ def workload(
     elif workload == "sinusoid":
         from metalearn_edu.tasks.sinusoid import SinusoidTasks
 
+        if conv != "conv2d":
+            raise ValueError(f"conv={conv!r} is an option of Conv4; the sinusoid MLP has none.")
         model = sinusoid_mlp()
         episode = SinusoidTasks(support_size=10, query_size=10).sample(meta_batch, generator=g)
         inner_lr = 0.01
@@ -153,17 +161,21 @@ def check_gradients(
 
 
 def parse_precisions(text: str, channels_last: bool = False) -> list[dict[str, Any]]:
-    """``"float32,tf32+channels-last"`` -> ``[{"precision": "float32", "channels_last": False},
-    {"precision": "tf32", "channels_last": True}]``; ``channels_last`` sets it for every entry."""
+    """``"float32,tf32+channels-last+matmul"`` -> ``[{"precision": "float32", "channels_last":
+    False, "conv": "conv2d"}, {"precision": "tf32", "channels_last": True, "conv": "matmul"}]``;
+    ``channels_last`` sets it for every entry."""
     out = []
     for entry in text.split(","):
-        name = entry.removesuffix(CHANNELS_LAST)
-        if name not in PRECISIONS:
+        name, *options = entry.split("+")
+        if name not in PRECISIONS or any(o not in VARIANT_OPTIONS for o in options):
             raise ValueError(
                 f"--precision takes names from {PRECISIONS}, each optionally followed by "
-                f"{CHANNELS_LAST!r}, separated by commas; got {entry!r}."
+                f"{' and '.join('+' + o for o in VARIANT_OPTIONS)}, separated by commas; "
+                f"got {entry!r}."
             )
-        out.append({"precision": name, "channels_last": channels_last or entry != name})
+        variant = {**FLOAT32, "precision": name, "channels_last": channels_last}
+        variant.update(VARIANT_OPTIONS[o] for o in options)
+        out.append(variant)
     return out
 
 
@@ -298,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="float32",
         help="comma-separated arithmetic to time each execution in: float32 (strict), tf32 "
         "(CUDA), bf16 (autocast); a name followed by +channels-last also lays Conv4's "
-        "activations out NHWC, e.g. float32,tf32,bf16,tf32+channels-last (default: float32)",
+        "activations out NHWC, and +matmul computes Conv4's convolutions as matrix products, e.g. "
+        "float32,tf32,bf16,tf32+channels-last,tf32+matmul (default: float32)",
     )
     parser.add_argument(
         "--channels-last",
@@ -383,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
             atomic_write(args.output, lambda f: f.write(text.encode()))
 
     if args.memory_vs_steps:
-        if precisions != [{"precision": "float32", "channels_last": False}]:
+        if precisions != [FLOAT32]:
             parser.error("--memory-vs-steps measures float32 only: leave out --precision")
         title = f"second-order MAML ({args.workloads}) against inner steps, checkpointed or not"
         rows = memory_vs_steps(
@@ -475,7 +488,7 @@ def compare_executions(
     """Each workload timed in each execution and each precision (default: float32), with speed
     and memory relative to the loop, which is timed once, in the first precision (it is the
     slow reference, not a candidate); ``on_row(rows)`` is called after every row."""
-    precisions = precisions or [{"precision": "float32", "channels_last": False}]
+    precisions = precisions or [FLOAT32]
     executions = ("loop", *(e for e in executions if e != "loop"))  # the reference comes first
     rows = []
     for spec in variants(meta_batch):
@@ -492,8 +505,9 @@ def compare_executions(
         baseline = _run_worker(spec, "none", device, 0, threads)["max_rss_mb"]
         loop = None
         for variant in precisions:
-            if variant["channels_last"] and not spec["workload"].startswith("omniglot-"):
-                continue  # a layout of convolution activations: Conv4 only
+            conv4_options = variant["channels_last"] or variant["conv"] != "conv2d"
+            if conv4_options and not spec["workload"].startswith("omniglot-"):
+                continue  # options of Conv4's convolutions
             spec_p = {**spec, **variant}
             for execution in executions:
                 if execution == "loop" and loop is not None:
@@ -519,7 +533,8 @@ def compare_executions(
                 rows.append(row)
                 if on_row is not None:
                     on_row(rows)
-                layout = "+NHWC" if variant["channels_last"] else ""
+                layout = "+NHWC" * variant["channels_last"]
+                layout += "+matmul" * (variant["conv"] == "matmul")
                 print(
                     f"{spec['workload']:>14} mb={spec['meta_batch']:<3} "
                     f"steps={spec['inner_steps']} {order:>6} {execution:>10} "

@@ -2,9 +2,10 @@
 
 On an H200 with torch 2.11 (``data/benchmarks/maml_NVIDIA_H200.json``) the compiled execution ran
 Omniglot 5-way 1-shot at meta-batch 32 at 20 meta-iterations per second, hardly faster than plain
-vmap (17.6), where issue 7 measured 84 for vmap under ``torch.compile`` on the same card; on this
-project's CPU (torch 2.13) Dynamo captures the whole function in one graph. This report says
-where the difference lies, for each compile mode asked for:
+vmap (17.6), where issue 7 measured 84 for vmap under ``torch.compile`` on the same card. The
+cause, found with torch 2.11 on a CPU: a graph break in the inner update's kernel dispatch made
+Dynamo skip the whole function (fixed; the execution now compiles with ``fullgraph=True``). This
+report says what the compiler makes of the step, for each compile mode asked for:
 
 - ``torch._dynamo.explain``: how many graphs Dynamo made of the vmapped per-task gradient, how
   many graph breaks, and their reasons (each break hands the code between graphs back to eager
@@ -34,6 +35,8 @@ from metalearn_edu.algorithms.maml import _vmapped_task_grad
 from metalearn_edu.bench import machine, workload
 from metalearn_edu.checkpoint import atomic_write
 from metalearn_edu.kernels._dispatch import reference_only
+from metalearn_edu.models.conv4 import CONVS
+from metalearn_edu.precision import PRECISIONS, check_precision
 
 
 def _sync(device: str) -> None:
@@ -53,13 +56,23 @@ def _seconds_per_iteration(algorithm, params, episode, device: str, repeats: int
     return (time.perf_counter() - start) / repeats
 
 
-def report_mode(name: str, meta_batch: int, mode: str | None, device: str, repeats: int) -> dict:
+def report_mode(
+    name: str,
+    meta_batch: int,
+    mode: str | None,
+    device: str,
+    repeats: int,
+    precision: str = "float32",
+    conv: str = "conv2d",
+) -> dict:
     """Explain, time and profile the compiled meta-gradient in one ``torch.compile`` mode."""
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
     counters.clear()
-    algorithm, params, episode = workload(name, meta_batch, 1, False, "compiled", compile_mode=mode)
+    algorithm, params, episode = workload(
+        name, meta_batch, 1, False, "compiled", compile_mode=mode, precision=precision, conv=conv
+    )
     params = {n: p.to(device) for n, p in params.items()}
     episode = episode.to(device)
     tensors = (episode.support_x, episode.support_y, episode.query_x, episode.query_y)
@@ -84,6 +97,8 @@ def report_mode(name: str, meta_batch: int, mode: str | None, device: str, repea
     sort = "cuda_time_total" if device.startswith("cuda") else "cpu_time_total"
     return {
         "compile_mode": mode or "default",
+        "precision": precision,
+        "conv": conv,
         "graph_count": explained.graph_count,
         "graph_break_count": explained.graph_break_count,
         "break_reasons": sorted({str(r.reason) for r in explained.break_reasons}),
@@ -119,6 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workload", default="omniglot-5w1s", help="omniglot-<W>w<S>s or sinusoid")
     parser.add_argument("--meta-batch", type=int, default=32)
     parser.add_argument("--modes", default="default,reduce-overhead", help="torch.compile modes")
+    parser.add_argument(
+        "--precision", default="float32", choices=PRECISIONS, help="see metalearn_edu.precision"
+    )
+    parser.add_argument(
+        "--convs",
+        default="conv2d",
+        help="Conv4's convolutions, each reported in every mode: conv2d and/or matmul "
+        "(see metalearn_edu/models/conv4.py)",
+    )
     parser.add_argument("--repeats", type=int, default=20, help="timed meta-iterations")
     parser.add_argument("--output", type=Path, help="JSON file (default: print only)")
     return parser
@@ -128,22 +152,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device} asked for, but torch sees no CUDA device.")
     modes = [None if m == "default" else m for m in args.modes.split(",")]
+    convs = args.convs.split(",")
+    if set(convs) - set(CONVS):
+        raise SystemExit(f"--convs takes names from {CONVS}, got {args.convs!r}.")
+    try:
+        check_precision(args.precision, args.device.split(":")[0])
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     report: dict[str, Any] = {
         "benchmark": "metalearn_edu.compile_report",
         "date": time.strftime("%Y-%m-%d"),
         "workload": args.workload,
         "meta_batch": args.meta_batch,
+        "precision": args.precision,
         "device": args.device,
         "machine": machine(args.device),
         "versions": {"metalearn_edu": __version__, "torch": torch.__version__},
         "modes": [],
     }
-    for mode in modes:
-        row = report_mode(args.workload, args.meta_batch, mode, args.device, args.repeats)
+    for conv, mode in ((c, m) for c in convs for m in modes):
+        row = report_mode(
+            args.workload, args.meta_batch, mode, args.device, args.repeats, args.precision, conv
+        )
         report["modes"].append(row)
         print(
-            f"mode {row['compile_mode']}: {row['graph_count']} graph(s), "
-            f"{row['graph_break_count']} break(s); first call {row['first_call_s']:.1f} s; "
+            f"mode {row['compile_mode']}, {args.precision}, {conv}: "
+            f"{row['graph_count']} graph(s), {row['graph_break_count']} break(s); "
+            f"first call {row['first_call_s']:.1f} s; "
             f"{row['it_per_s']:.2f} it/s",
             flush=True,
         )

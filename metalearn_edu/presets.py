@@ -21,6 +21,8 @@ Optional keys of any MAML-family configuration, for speed (absent: the defaults)
 ("float32", "tf32" on CUDA, "bf16"; :mod:`metalearn_edu.precision`), ``channels_last`` (NHWC
 convolution activations, Conv4 only), ``compile_mode`` (``torch.compile``'s mode for
 ``execution="compiled"``, e.g. "reduce-overhead" for CUDA graphs). Meta-LSTM runs in float32.
+``conv`` ("conv2d" or "matmul", Omniglot only) is how Conv4 computes its convolutions (the same
+function; see :mod:`metalearn_edu.models.conv4`).
 """
 
 from __future__ import annotations
@@ -110,6 +112,11 @@ SPEED_DEFAULTS: dict[str, Any] = {
 def build_algorithm(config: dict[str, Any]) -> MAML | MetaLSTM:
     """The algorithm (with its model) a configuration describes."""
     if config["task"] == "sinusoid":
+        if config.get("conv", "conv2d") != "conv2d":
+            raise ValueError(
+                f"conv={config['conv']!r} chooses how Conv4 computes its convolutions; the "
+                "sinusoid MLP has none: leave it out."
+            )
         model = sinusoid_mlp()
     elif config["task"] == "omniglot":
         model = Conv4(
@@ -117,6 +124,7 @@ def build_algorithm(config: dict[str, Any]) -> MAML | MetaLSTM:
             downsample=config["downsample"],
             transductive=config["transductive"],
             hidden=config.get("hidden", 64),
+            conv=config.get("conv", "conv2d"),
         )
     else:
         raise ValueError(f"unknown task {config['task']!r}: expected 'sinusoid' or 'omniglot'.")

@@ -21,6 +21,7 @@ import torch
 from metalearn_edu import __version__
 from metalearn_edu.checkpoint import atomic_write, load_checkpoint
 from metalearn_edu.config import data_dir
+from metalearn_edu.models.conv4 import CONVS
 from metalearn_edu.precision import PRECISIONS, check_precision
 from metalearn_edu.presets import PRESETS, build_algorithm, build_tasks
 from metalearn_edu.reported import reported_accuracy
@@ -79,6 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="NHWC convolution activations (Conv4; faster cuDNN convolutions on a GPU)",
     )
+    parser.add_argument(
+        "--conv",
+        choices=CONVS,
+        help="how Conv4 computes its convolutions: conv2d (default) or matmul (im2col and one "
+        "matrix product per layer, the same function; see metalearn_edu/models/conv4.py)",
+    )
     for flag, (key, kind) in OVERRIDES.items():
         parser.add_argument(flag, dest=key, type=kind, help=f"override the preset's {key}")
     parser.add_argument(
@@ -113,6 +120,8 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         config["checkpoint_inner"] = True
     if args.channels_last:
         config["channels_last"] = True
+    if args.conv is not None:
+        config["conv"] = args.conv
     config["precision"] = args.precision or config.get("precision", "float32")
     return config
 

@@ -50,6 +50,7 @@ RESUMABLE_CHANGES = frozenset(
         "vmap_chunk_size",
         "sync_every",
         "channels_last",
+        "conv",
     }
 )
 TRAIN_COLUMNS = ("iteration", "pre_loss", "post_loss", "pre_accuracy", "post_accuracy")

@@ -7,6 +7,7 @@
 #   bash scripts/gpu_check.sh kernels        # steps 1, 2, 4: at most 4.5 minutes
 #   bash scripts/gpu_check.sh maml           # steps 1, 3, 5, 6: at most 8.5 minutes
 #   bash scripts/gpu_check.sh compile        # steps 1, 7: at most 5 minutes
+#   bash scripts/gpu_check.sh speed          # steps 1, 8, 9: at most 8.7 minutes (run this first)
 #
 # Through the device tool (10 minutes a command, 15 of device time in all, machine start included):
 # one call per group, each `PYTHON=python3 bash scripts/gpu_check.sh <group>` (the machine's python3
@@ -25,7 +26,11 @@
 # they finish, most wanted first); (6) memory against inner
 # steps with and without checkpointing; (7) what torch.compile made of the meta-gradient
 # (python -m metalearn_edu.compile_report: graphs, graph breaks and their reasons, CUDA-graph skips,
-# speed per compile mode, the most expensive kernels).
+# speed per compile mode, the most expensive kernels); (8) the compiled step as it now compiles
+# (one graph: the H200's first "compiled" rows ran eagerly after a graph break, since fixed) in
+# tf32 (which passed the accuracy test on the H200, and is PyTorch's default for convolutions) with
+# Conv4's convolutions as conv2d and as matrix products, and bf16 with matrix products; (9) the
+# compile report of the tf32 step with CUDA graphs, both convolutions (the most expensive kernels).
 # Trimmed to fit (the step limits once added up to 19.5 minutes): step 5 times second order only
 # and the compiled execution only with CUDA graphs (not torch.compile's default mode, not first
 # order, not the sinusoid), 10 repeats instead of 20, and not channels-last (a no-op under vmap:
@@ -42,8 +47,8 @@ PY=${PYTHON:-.venv/bin/python}
 WANTED=${*:-kernels maml}
 for group in $WANTED; do
   case $group in
-    kernels | maml | compile) ;;
-    *) echo "unknown group '$group': use kernels, maml, compile or nothing (kernels and maml)" >&2 && exit 2 ;;
+    kernels | maml | compile | speed) ;;
+    *) echo "unknown group '$group': use kernels, maml, compile, speed or nothing (kernels and maml)" >&2 && exit 2 ;;
   esac
 done
 CARD=$($PY -c "import torch; print(torch.cuda.get_device_name().replace(' ', '_'))" 2>/dev/null) || {
@@ -92,4 +97,13 @@ fi
 if wanted compile; then
   step 280 "what torch.compile made of the meta-gradient (graphs, breaks, CUDA graphs, kernels)" \
     $PY -m metalearn_edu.compile_report --device cuda --output "$OUT_DIR/compile_report_${CARD}.json"
+fi
+if wanted speed; then
+  step 330 "compiled MAML step, Omniglot 5w1s meta-batch 32, second order, CUDA graphs: tf32 (conv2d, matmul), bf16 (matmul)" \
+    $PY -m metalearn_edu.bench --device cuda --workloads omniglot-5w1s --inner-steps 1 \
+    --orders second --executions loop,vmap,compiled --compile-mode reduce-overhead \
+    --precision tf32,tf32+matmul,bf16+matmul --repeats 10 --output "$OUT_DIR/maml_speed_${CARD}.json"
+  step 170 "compile report, tf32 with CUDA graphs: conv2d and matmul convolutions" \
+    $PY -m metalearn_edu.compile_report --device cuda --modes reduce-overhead --precision tf32 \
+    --convs conv2d,matmul --repeats 10 --output "$OUT_DIR/compile_report_speed_${CARD}.json"
 fi

@@ -15,8 +15,9 @@
 # below `python -m metalearn_edu.bench`'s compiled step, `python -m metalearn_edu.bench_training`
 # shows where the loop loses time.
 #
-# PRECISION (float32, tf32, bf16; default float32) and COMPILE_MODE (default reduce-overhead: CUDA
-# graphs) choose the arithmetic and the torch.compile mode; use tf32 or bf16 only where
+# PRECISION (float32, tf32, bf16; default float32), CONV (conv2d or matmul: how Conv4 computes its
+# convolutions, the same function; default conv2d) and COMPILE_MODE (default reduce-overhead: CUDA
+# graphs) choose the arithmetic, the convolutions and the torch.compile mode; use tf32 or bf16 only where
 # tests/test_precision.py passed on the same card (scripts/gpu_check.sh runs it). A run resumed
 # with other settings is refused (the checkpoint keeps its configuration).
 # Needs a CUDA build of PyTorch (and triton) in $PYTHON's environment (default .venv/bin/python);
@@ -31,6 +32,7 @@ if ! [[ $MINUTES =~ ^[0-9]+$ ]] || [ "$MINUTES" -lt 2 ]; then
 fi
 PRECISION=${PRECISION:-float32}
 COMPILE_MODE=${COMPILE_MODE:-reduce-overhead}
+CONV=${CONV:-conv2d}
 $PY -c "import torch; assert torch.cuda.is_available()" 2>/dev/null || {
   echo "no CUDA device: this script is for a GPU machine" >&2
   exit 2
@@ -42,7 +44,7 @@ LOG="$RUN_DIR/$NAME.log"
 
 # stop training a minute before the limit: the last checkpoint and the evaluation need time too
 timeout $((MINUTES * 60 + 120)) $PY -m metalearn_edu train --preset omniglot-5w1s --device cuda \
-  --execution compiled --compile-mode "$COMPILE_MODE" --precision "$PRECISION" \
+  --execution compiled --compile-mode "$COMPILE_MODE" --precision "$PRECISION" --conv "$CONV" \
   --checkpoint "$RUN_DIR/$NAME.pt" --resume --checkpoint-every 1000 \
   --time-limit $((MINUTES * 60 - 60)) --output "$RUN_DIR/$NAME.json" --no-progress \
   2>&1 | tee -a "$LOG"

@@ -23,7 +23,29 @@ def test_the_sinusoid_meta_gradient_compiles_to_one_graph(tmp_path, capsys):
     assert row["compile_mode"] == "default" and row["it_per_s"] > 0 and row["first_call_s"] > 0
     assert "Name" in row["top_kernels"]  # the profiler's table
     assert json.loads(output.read_text())["modes"][0]["graph_count"] == 1
-    assert "mode default: 1 graph(s), 0 break(s)" in capsys.readouterr().out
+    assert "mode default, float32, conv2d: 1 graph(s), 0 break(s)" in capsys.readouterr().out
+
+
+def test_conv4_with_matmul_convolutions_compiles_to_one_graph():
+    argv = ["--device", "cpu", "--workload", "omniglot-5w1s", "--meta-batch", "1"]
+    argv += ["--modes", "default", "--repeats", "1", "--convs", "matmul", "--precision", "bf16"]
+    with one_thread():
+        report = compile_report.run(compile_report.build_parser().parse_args(argv))
+    (row,) = report["modes"]
+    assert (row["conv"], row["precision"], row["graph_count"], row["graph_break_count"]) == (
+        "matmul",
+        "bf16",
+        1,
+        0,
+    )
+
+
+def test_unknown_convolutions_and_tf32_on_a_cpu_are_refused():
+    parser = compile_report.build_parser()
+    with pytest.raises(SystemExit, match="--convs takes names from"):
+        compile_report.run(parser.parse_args(["--device", "cpu", "--convs", "conv2d,fft"]))
+    with pytest.raises(SystemExit, match="'tf32' needs a CUDA device"):
+        compile_report.run(parser.parse_args(["--device", "cpu", "--precision", "tf32"]))
 
 
 def test_cuda_without_a_gpu_is_refused():

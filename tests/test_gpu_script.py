@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from metalearn_edu import train_cli
+from metalearn_edu import bench, train_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = ROOT / "scripts" / "gpu_check.sh"
@@ -21,6 +21,7 @@ FILLED = {
     "${CARD}": "CARD",
     '"$COMPILE_MODE"': "reduce-overhead",
     '"$PRECISION"': "float32",
+    '"$CONV"': "conv2d",
     "$((MINUTES * 60 - 60))": "420",
     '"$RUN_DIR/$NAME.pt"': "data/paper_runs/run.pt",
     '"$RUN_DIR/$NAME.json"': "data/paper_runs/run.json",
@@ -66,7 +67,7 @@ def test_the_check_runs_named_groups_and_refuses_unknown_ones():
     )
     assert out.returncode == 2 and "unknown group 'warp'" in out.stderr
     text = CHECK.read_text()
-    for group in ("kernels", "maml", "compile"):
+    for group in ("kernels", "maml", "compile", "speed"):
         assert f"if wanted {group}; then" in text
 
 
@@ -83,6 +84,10 @@ def test_every_benchmark_command_parses_and_every_test_file_exists():
             args = module.build_parser().parse_args(words[2:])  # exits on an unknown flag
             if getattr(args, "executions", None):
                 assert set(args.executions.split(",")) <= {"loop", "functional", "vmap", "compiled"}
+            if words[1] == "metalearn_edu.bench":
+                bench.parse_precisions(args.precision)  # raises on an unknown name or option
+                if not args.memory_vs_steps:  # the loop is the reference every row is compared to
+                    assert "loop" in args.executions.split(",")
             seen.add(words[1])
     assert seen == {
         "pytest",

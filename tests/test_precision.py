@@ -331,15 +331,17 @@ def test_cli_refuses_tf32_on_a_cpu_before_training(tmp_path):
 
 
 def test_benchmark_reads_and_times_precisions(capsys):
-    assert bench.parse_precisions("float32,tf32+channels-last") == [
-        {"precision": "float32", "channels_last": False},
-        {"precision": "tf32", "channels_last": True},
+    assert bench.parse_precisions("float32,tf32+channels-last,bf16+matmul+channels-last") == [
+        {"precision": "float32", "channels_last": False, "conv": "conv2d"},
+        {"precision": "tf32", "channels_last": True, "conv": "conv2d"},
+        {"precision": "bf16", "channels_last": True, "conv": "matmul"},
     ]
     assert bench.parse_precisions("bf16", channels_last=True) == [
-        {"precision": "bf16", "channels_last": True}
+        {"precision": "bf16", "channels_last": True, "conv": "conv2d"}
     ]
-    with pytest.raises(ValueError, match="--precision takes names from"):
-        bench.parse_precisions("float32,fp8")
+    for wrong in ("float32,fp8", "tf32+winograd"):
+        with pytest.raises(ValueError, match="--precision takes names from"):
+            bench.parse_precisions(wrong)
     spec = {"workload": "sinusoid", "meta_batch": 3, "inner_steps": 1, "first_order": False}
     assert bench.time_variant({**spec, "precision": "bf16"}, "vmap", "cpu", 1)["it_per_s"] > 0
     with pytest.raises(SystemExit):

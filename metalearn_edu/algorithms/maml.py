@@ -18,9 +18,10 @@ The three executions compute the same meta-gradient (``tests/test_maml.py`` chec
     function of the parameters (``torch.func.functional_call`` does this for an ``nn.Module``;
     our models are already functions of a parameter dict);
 (c) ``"vmap"``: (b)'s per-task gradient function, ``torch.func.vmap``-ed over the task dimension;
-(d) ``"compiled"``: (c) under ``torch.compile`` (compiled once per input shape and dtype, then
-    reused; the first call pays the compilation: about 20 s for the sinusoid MLP on a 2-core CPU,
-    where it then runs a meta-iteration 6x faster than (c)).
+(d) ``"compiled"``: (c) under ``torch.compile(fullgraph=True)`` (one graph, or an error: a graph
+    break would hand the whole vmapped function back to eager PyTorch; compiled once per input
+    shape and dtype, then reused; the first call pays the compilation: about 20 s for the sinusoid
+    MLP on a 2-core CPU, where it then runs a meta-iteration 4x faster than (c)).
 
 ``vmap_chunk_size=c`` runs (c) and (d) on ``c`` tasks at a time (peak memory of ``c`` tasks, same
 result).

@@ -28,6 +28,15 @@ convolution batching rule hands the kernels NCHW tensors whether or not the weig
 so there the flag changes nothing but a few copies; under ``torch.compile`` the compiler chooses
 the layouts itself (on a GPU it may convert convolutions to channels-last on its own).
 
+``conv="matmul"`` computes each convolution as im2col (every 3x3 patch a column) and one matrix
+product with the filters, instead of ``F.conv2d``: the same function (float64 tests
+agree to 1e-15), for speed on a GPU. Under ``vmap`` over tasks each task has its own adapted
+filters, so ``F.conv2d`` becomes a *grouped* convolution (one group per task), and a second-order
+meta-gradient differentiates its backward pass again; as matrix products the same work is a
+batched GEMM per layer, for which cuBLAS uses tensor cores in tf32 and bf16. On a 2-core CPU it
+is about 2x slower (Omniglot 5w1s, meta-batch 8, vmap and compiled); ``python -m
+metalearn_edu.bench --precision float32,float32+matmul`` measures it on a GPU.
+
 The logits come back in the parameters' dtype: under bfloat16 autocast (``precision="bf16"``,
 :mod:`metalearn_edu.precision`) the network computes in bfloat16 and the losses and accuracies
 are computed from float32 logits.
@@ -45,12 +54,36 @@ from torch import Tensor
 from metalearn_edu.models.base import Params
 from metalearn_edu.models.batchnorm import batch_norm
 
+CONVS = ("conv2d", "matmul")
+
 
 def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TensorFlow 'SAME' padding for one spatial dimension: (before, after), extra goes after."""
     out = math.ceil(size / stride)
     total = max((out - 1) * stride + kernel - size, 0)
     return total // 2, total - total // 2
+
+
+def conv2d_as_matmul(x: Tensor, weight: Tensor, bias: Tensor, stride: int) -> Tensor:
+    """``F.conv2d(x, weight, bias, stride=stride)`` (no padding) as im2col and a matrix product:
+    ``out[n, o, l] = Σ_k weight[o, k] · cols[n, k, l] + bias[o]``, with ``k`` running over the
+    input channels and the kernel's positions and ``l`` over the output pixels.
+
+    The patches are gathered by strided slicing, one slice per kernel position, rather than by
+    ``F.unfold``: with ``F.unfold``, the compiled second-order vmapped meta-gradient of Conv4
+    corrupted memory on the CPU (Inductor, torch 2.11 and 2.13; ``tests/test_conv_matmul.py``).
+    """
+    kh, kw = weight.shape[-2:]
+    out_h = (x.shape[-2] - kh) // stride + 1
+    out_w = (x.shape[-1] - kw) // stride + 1
+    patches = [
+        x[..., i : i + stride * (out_h - 1) + 1 : stride, j : j + stride * (out_w - 1) + 1 : stride]
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    cols = torch.stack(patches, dim=2).flatten(1, 2).flatten(-2)  # [n, C·kh·kw, out_h·out_w]
+    out = torch.einsum("ok,nkl->nol", weight.flatten(1), cols) + bias[:, None]
+    return out.unflatten(-1, (out_h, out_w))
 
 
 def _channels_last(x: Tensor) -> Tensor:
@@ -69,8 +102,11 @@ class Conv4:
     downsample: str = "stride"
     transductive: bool = True
     channels_last: bool = False
+    conv: str = "conv2d"  # or "matmul": im2col and a matrix product (see the module docstring)
 
     def __post_init__(self) -> None:
+        if self.conv not in CONVS:
+            raise ValueError(f"conv must be one of {CONVS}, got {self.conv!r}.")
         if self.downsample not in ("stride", "maxpool"):
             raise ValueError(f"downsample must be 'stride' or 'maxpool', got {self.downsample!r}.")
         if min(self.ways, self.in_channels, self.image_size, self.hidden) < 1:
@@ -123,6 +159,11 @@ class Conv4:
         params["head.bias"] = torch.zeros(self.ways)
         return params
 
+    def _conv(self, x: Tensor, w: Tensor, b: Tensor, stride: int, padding: int) -> Tensor:
+        if self.conv == "matmul":
+            return conv2d_as_matmul(F.pad(x, (padding,) * 4) if padding else x, w, b, stride)
+        return F.conv2d(x, w, b, stride=stride, padding=padding)
+
     @property
     def layer_names(self) -> tuple[str, ...]:
         """The layers :meth:`layer_outputs` returns, input to output: four blocks, then the head."""
@@ -152,9 +193,9 @@ class Conv4:
             if self.downsample == "stride":
                 top, bottom = _same_padding(x.shape[-2], 3, 2)
                 left, right = _same_padding(x.shape[-1], 3, 2)
-                x = F.conv2d(F.pad(x, (left, right, top, bottom)), w, b, stride=2)
+                x = self._conv(F.pad(x, (left, right, top, bottom)), w, b, stride=2, padding=0)
             else:
-                x = F.conv2d(x, w, b, padding=1)
+                x = self._conv(x, w, b, stride=1, padding=1)
             stats_from = x[:n_context] if n_context else None
             x = batch_norm(
                 x, params[f"block{i}.norm.weight"], params[f"block{i}.norm.bias"], stats_from
