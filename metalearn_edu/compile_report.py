@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from metalearn_edu import __version__
-from metalearn_edu.algorithms.maml import _vmapped_task_grad
+from metalearn_edu.algorithms.maml import meta_gradient_step
 from metalearn_edu.bench import machine, workload
 from metalearn_edu.checkpoint import atomic_write
 from metalearn_edu.kernels._dispatch import reference_only
@@ -77,7 +77,7 @@ def report_mode(
     episode = episode.to(device)
     tensors = (episode.support_x, episode.support_y, episode.query_x, episode.query_y)
     with reference_only():
-        explained = torch._dynamo.explain(_vmapped_task_grad(algorithm))(params, *tensors)
+        explained = torch._dynamo.explain(meta_gradient_step(algorithm))(params, *tensors)
     torch._dynamo.reset()
     counters.clear()
 

@@ -17,6 +17,7 @@ from _maml_helpers import (
 
 from metalearn_edu import bench
 from metalearn_edu.algorithms import ANIL, MAML, MetaSGD
+from metalearn_edu.algorithms.maml import maml_compiled
 from metalearn_edu.diagnostics import graph_memory
 from metalearn_edu.inner_loop import adapt
 from metalearn_edu.models import MLP, Conv4
@@ -166,6 +167,20 @@ def test_compiled_execution_is_one_graph_without_breaks(algorithm_class):
     algorithm.meta_gradient(params, regression_episode(tasks=3).to("cpu", torch.float32))
     assert counters["stats"]["unique_graphs"] == 1
     assert not counters["graph_break"]
+
+
+def test_outputs_of_cuda_graph_modes_are_copied_out_of_the_graph():
+    """With CUDA graphs, the compiled function's outputs live in the graph's memory and its next
+    replay overwrites them; the training loop keeps metrics for up to ``sync_every`` iterations."""
+    outputs = ({"w": torch.ones(2)}, {"pre_loss": torch.tensor(1.0)})
+    episode = regression_episode(tasks=2).to("cpu", torch.float32)
+    for mode, copied in ((None, False), ("reduce-overhead", True), ("max-autotune", True)):
+        algorithm = MAML(MLP((1, 2, 1)), execution="compiled", compile_mode=mode)
+        algorithm._compiled = lambda *args: outputs
+        grads, metrics = maml_compiled(algorithm, {"w": torch.zeros(2)}, episode)
+        assert (grads["w"] is not outputs[0]["w"]) == copied
+        assert (metrics["pre_loss"] is not outputs[1]["pre_loss"]) == copied
+        assert torch.equal(grads["w"], outputs[0]["w"]) and metrics["pre_loss"] == 1
 
 
 def test_vmap_in_chunks_gives_the_same_meta_gradient():

@@ -425,7 +425,7 @@ def test_reference_only_keeps_compiled_code_away_from_the_kernels(monkeypatch):
 
     def fake_compiled(params, *tensors):
         seen.append(_dispatch._reference_only_depth)
-        return maml_module._vmapped_task_grad(algorithm)(params, *tensors)
+        return maml_module.meta_gradient_step(algorithm)(params, *tensors)
 
     algorithm._compiled = fake_compiled
     episode = SinusoidTasks().sample(2, generator=torch.Generator().manual_seed(0))
