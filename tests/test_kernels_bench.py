@@ -137,3 +137,63 @@ def test_quick_run_on_the_gpu(tmp_path):
     for r in results["records"]:
         assert math.isfinite(r["triton_gbs"]) and r["triton_ms"] > 0
     assert (tmp_path / next(tmp_path.glob("*.json")).name).exists()
+
+
+@pytest.mark.slow
+def test_the_compiled_references_the_benchmark_times_are_one_graph_each():
+    """The GPU benchmark compiles each reference with ``fullgraph=True`` (a graph break would
+    raise there, on scarce GPU time): here each compiles on the CPU and matches eager PyTorch,
+    forward and backward."""
+    from metalearn_edu.kernels.lstm_optimizer_step import lstm_optimizer_step_reference
+    from metalearn_edu.kernels.meta_lstm_step import meta_lstm_step_reference
+    from metalearn_edu.learned_optimizers import LSTMOptimizer
+    from metalearn_edu.meta_lstm import MetaLearnerState, init_meta_learner
+
+    g = torch.Generator().manual_seed(0)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g).requires_grad_()
+
+    n, hidden = 37, 20
+    optimizer = LSTMOptimizer(hidden=hidden)
+    lstm_params = {k: v.requires_grad_() for k, v in optimizer.init(g).items()}
+    lstm_state = [(rand(n, hidden), rand(n, hidden)) for _ in range(2)]
+    meta_params = {k: (0.1 * v).requires_grad_() for k, v in init_meta_learner(hidden, g).items()}
+    meta_state = MetaLearnerState(rand(n, hidden), rand(n, hidden), rand(n), rand(n), rand(n))
+    inner_params, inner_grads = (
+        {"w": rand(3, 5), "b": rand(5)},
+        {"w": rand(4, 3, 5), "b": rand(4, 5)},
+    )
+    cases = {
+        "lstm_optimizer_step": (
+            lambda f: (lambda u, s: [u, *(t for pair in s for t in pair)])(
+                *f(optimizer, lstm_params, torch.randn(n) * 1e-2, lstm_state)
+            ),
+            lstm_optimizer_step_reference,
+            [*lstm_params.values(), *(t for pair in lstm_state for t in pair)],
+        ),
+        "meta_lstm_step": (
+            lambda f: list(f(meta_params, meta_state, torch.tensor(1.3), torch.randn(n) * 1e-2)),
+            meta_lstm_step_reference,
+            [*meta_params.values(), *meta_state],
+        ),
+        "inner_update": (
+            lambda f: list(f(inner_params, inner_grads, 0.4).values()),
+            inner_update_reference,
+            [*inner_params.values(), *inner_grads.values()],
+        ),
+    }
+    for name, (outputs, reference, inputs) in cases.items():
+        torch._dynamo.reset()
+        compiled = torch.compile(reference, fullgraph=True)
+        results = []
+        for fn in (reference, compiled):
+            torch.manual_seed(1)  # the same random grad and cotangents for both
+            out = outputs(fn)
+            cotangents = [torch.randn(o.shape) for o in out]
+            results.append([*out, *torch.autograd.grad(out, inputs, cotangents, allow_unused=True)])
+        for got, expected in zip(results[1], results[0], strict=True):
+            if expected is None:
+                assert got is None, name
+            else:
+                assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6), name
