@@ -16,7 +16,7 @@ from _maml_helpers import (
 )
 
 from metalearn_edu import bench
-from metalearn_edu.algorithms import ANIL, MAML, MetaSGD
+from metalearn_edu.algorithms import ANIL, FOMAML, MAML, MetaSGD
 from metalearn_edu.algorithms.maml import maml_compiled
 from metalearn_edu.diagnostics import graph_memory
 from metalearn_edu.inner_loop import adapt
@@ -150,7 +150,7 @@ def test_compiled_execution_gives_the_loop_meta_gradient():
     assert max_abs_diff(again, grads) == 0
 
 
-@pytest.mark.parametrize("algorithm_class", [MAML, MetaSGD, ANIL])
+@pytest.mark.parametrize("algorithm_class", [MAML, FOMAML, MetaSGD, ANIL])
 def test_compiled_execution_is_one_graph_without_breaks(algorithm_class):
     """Dynamo captures the whole vmapped per-task gradient, inner update included, as one graph.
 
