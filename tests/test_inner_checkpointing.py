@@ -37,7 +37,9 @@ def test_checkpointed_meta_gradient_equals_finite_differences():
     params = float64(algorithm.init_meta_params(torch.Generator().manual_seed(0)))
     episode = regression_episode()
     grads, _ = algorithm.meta_gradient(params, episode)
-    expected = finite_difference_grad(meta_loss(algorithm, episode), params)
+    # h = 1e-6: with torch 2.11's initialisation from the same seed a ReLU input lies within 1e-5
+    # of its kink, where central differences at h = 1e-5 err by 1e-5 (at 1e-6 they agree to 9e-11)
+    expected = finite_difference_grad(meta_loss(algorithm, episode), params, h=1e-6)
     assert max_abs_diff(grads, expected) < 1e-7
 
 
